@@ -1,0 +1,59 @@
+"""The one exception hierarchy of nbmlops.
+
+Every error nbmlops raises on purpose derives from :class:`NbmlopsError`. The faces map them:
+the magics turn them into ``UsageError`` (no traceback), the CLI into exit codes, the server
+into HTTP statuses. Nothing else catches them by kind.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NbmlopsError",
+    "StoreError",
+    "StoreCorruptError",
+    "StoreVersionError",
+    "StoreUnavailableError",
+    "NotFoundError",
+    "AmbiguousIdError",
+    "InvalidArgumentError",
+]
+
+
+class NbmlopsError(Exception):
+    """Root of every error nbmlops raises on purpose."""
+
+    exit_code = 1
+
+
+class StoreError(NbmlopsError):
+    """The lineage store cannot be used."""
+
+    exit_code = 3
+
+
+class StoreCorruptError(StoreError):
+    """The store file exists but is not a readable nbmlops store."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer nbmlops than this one."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be opened or written right now (locked, unwritable, unreachable)."""
+
+
+class NotFoundError(NbmlopsError):
+    """A run, artifact or variable that was asked for does not exist."""
+
+    exit_code = 4
+
+
+class AmbiguousIdError(NotFoundError):
+    """A run id prefix matches more than one run."""
+
+
+class InvalidArgumentError(NbmlopsError):
+    """An argument has the wrong form (bad filter, bad sort key, bad KEY=VALUE)."""
+
+    exit_code = 2

@@ -1,0 +1,249 @@
+"""Engine creation, schema checks and the one managed-session helper.
+
+SQLite is opened in WAL mode with foreign keys and a busy timeout; write transactions start with
+``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of failing on a lock
+upgrade. Driver errors are mapped to :mod:`nbmlops.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..config import StoreLocation
+from ..errors import StoreCorruptError, StoreUnavailableError, StoreVersionError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_WRITE_OPTION = "nbmlops_write"
+
+
+def busy_timeout_ms() -> int:
+    """Milliseconds a SQLite writer waits for a lock (``NBMLOPS_BUSY_TIMEOUT_MS``)."""
+    try:
+        return max(0, int(os.environ.get("NBMLOPS_BUSY_TIMEOUT_MS", "15000")))
+    except ValueError:
+        return 15000
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file that exists but is not SQLite, before SQLAlchemy touches it."""
+    if not path.exists():
+        parent = path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create the store directory {parent}: {exc}") from exc
+        return
+    if path.is_dir():
+        raise StoreCorruptError(f"store file {path} is a directory, not a SQLite database")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read the store file {path}: {exc}") from exc
+    if head and head != SQLITE_MAGIC:
+        raise StoreCorruptError(
+            f"store file {path} is not a SQLite database (corrupt or foreign file); "
+            "nbmlops left it untouched. Move it aside or point NBMLOPS_STORE_URL elsewhere."
+        )
+
+
+def make_engine(location: StoreLocation) -> Engine:
+    """Create the SQLAlchemy engine for a store location."""
+    url = location.url
+    db_path = location.sqlite_path
+    if url.startswith("sqlite"):
+        if db_path is not None:
+            _check_sqlite_file(db_path)
+        timeout_s = busy_timeout_ms() / 1000.0
+        engine = create_engine(
+            url, connect_args={"timeout": timeout_s, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below emit BEGIN itself.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
+                cur.execute("PRAGMA foreign_keys = ON")
+                if db_path is not None:
+                    mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+                    if mode and str(mode[0]).lower() != "wal":
+                        log.debug("SQLite journal mode is %s, not WAL", mode[0])
+                    cur.execute("PRAGMA synchronous = NORMAL")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            write = conn.get_execution_options().get(_WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise StoreUnavailableError(
+            f"cannot use store {location.describe()}: {exc}"
+        ) from exc
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
+
+
+def map_db_error(exc: BaseException, location: StoreLocation) -> Exception:
+    """Turn a driver error into an nbmlops error that names the store."""
+    where = location.describe()
+    text = str(getattr(exc, "orig", exc) or exc)
+    if isinstance(exc, OperationalError):
+        if is_locked_error(exc):
+            return StoreUnavailableError(f"store {where} is locked by another process: {text}")
+        if "readonly" in text.lower() or "unable to open" in text.lower():
+            return StoreUnavailableError(f"store {where} cannot be written: {text}")
+        return StoreUnavailableError(f"store {where} is unavailable: {text}")
+    if isinstance(exc, DatabaseError) and (
+        "not a database" in text or "malformed" in text or "file is encrypted" in text
+    ):
+        return StoreCorruptError(
+            f"store file {where} is corrupt ({text}); nbmlops left it untouched"
+        )
+    return StoreUnavailableError(f"store {where} failed: {text}")
+
+
+class SessionManager:
+    """Short transactions with commit/rollback, lock retries and error mapping."""
+
+    def __init__(self, engine: Engine, location: StoreLocation) -> None:
+        self.engine = engine
+        self.location = location
+        self._read = sessionmaker(bind=engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            bind=engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        session = self._read()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise map_db_error(exc, self.location) from exc
+        finally:
+            session.close()
+
+    def write(self, fn: Callable[[Session], T], *, retry_for: float | None = None) -> T:
+        """Run ``fn`` in one write transaction; retry while the database is locked."""
+        deadline = time.monotonic() + (
+            retry_for if retry_for is not None else busy_timeout_ms() / 1000.0
+        )
+        attempt = 0
+        while True:
+            session = self._write()
+            try:
+                result = fn(session)
+                session.commit()
+                return result
+            except OperationalError as exc:
+                session.rollback()
+                if is_locked_error(exc) and time.monotonic() < deadline:
+                    attempt += 1
+                    time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+                    continue
+                raise map_db_error(exc, self.location) from exc
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise map_db_error(exc, self.location) from exc
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = True) -> str:
+    """Create or upgrade the schema to head; refuse a store from a newer nbmlops.
+
+    Returns the revision the store is at afterwards.
+    """
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    try:
+        current = current_revision(engine)
+        if current is None:
+            tables = set(inspect(engine).get_table_names())
+            if tables:
+                raise StoreCorruptError(
+                    f"{location.describe()} holds tables ({', '.join(sorted(tables)[:5])}) but "
+                    "no nbmlops schema version; nbmlops left it untouched. "
+                    "Point NBMLOPS_STORE_URL at an nbmlops store or an empty database."
+                )
+        elif current != head:
+            try:
+                script.get_revision(current)
+            except Exception:
+                raise StoreVersionError(
+                    f"store {location.describe()} has schema version {current}, written by a newer "
+                    f"nbmlops than this one (which knows up to {head}). Upgrade nbmlops: "
+                    "pip install -U nbmlops. The store was left untouched."
+                ) from None
+        if current != head:
+            if not upgrade:
+                return current or "empty"
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            log.info("store %s migrated from %s to %s", location.describe(), current, head)
+    except SQLAlchemyError as exc:
+        raise map_db_error(exc, location) from exc
+    assert head is not None
+    return head

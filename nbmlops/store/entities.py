@@ -1,0 +1,192 @@
+"""Plain, immutable records the store returns. ORM rows never leave the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "RUN_SOURCES",
+    "RUN_STATUSES",
+    "Run",
+    "CellExecution",
+    "Artifact",
+    "ArtifactIO",
+    "Estimator",
+    "MetricValue",
+    "CellRecord",
+    "LineageNode",
+    "LineageEdge",
+    "LineageGraph",
+    "RunPage",
+    "Comparison",
+]
+
+RUN_SOURCES = ("interactive", "papermill", "pipeline", "schedule")
+RUN_STATUSES = ("running", "finished", "failed", "cancelled", "abandoned")
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class MetricValue(_Record):
+    key: str
+    value: float
+    step: int = 0
+    timestamp: float = 0.0
+    cell_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Run(_Record):
+    id: str
+    name: str
+    experiment: str
+    source: str
+    status: str
+    start_time: float
+    end_time: float | None = None
+    notebook_path: str | None = None
+    notebook_hash: str | None = None
+    parent_run_id: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    environment: dict[str, Any] | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    #: Latest value of each metric.
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    cell_count: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end_time is None else self.end_time - self.start_time
+
+
+@dataclass(frozen=True)
+class Artifact(_Record):
+    id: int
+    uri: str
+    kind: str
+    fingerprint: str
+    size: int | None = None
+    schema: dict[str, Any] | None = None
+    stored_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactIO(_Record):
+    """One read or write of a file/dataset/model by a cell (as captured, before storage)."""
+
+    uri: str
+    direction: str  # "read" | "wrote"
+    via: str
+    kind: str = "file"  # dataset | model | file
+    fingerprint: str = ""
+    size: int | None = None
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Estimator(_Record):
+    variable: str
+    class_name: str
+    params: dict[str, Any]
+    fitted_on: list[str]
+    cell_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class CellExecution(_Record):
+    id: int
+    run_id: str
+    seq: int
+    cell_id: str | None
+    execution_count: int | None
+    source: str
+    source_hash: str
+    start_time: float
+    duration: float
+    status: str
+    error_name: str | None
+    error_value: str | None
+    vars_defined: list[str]
+    vars_used: list[str]
+    reads: list[Artifact] = field(default_factory=list)
+    writes: list[Artifact] = field(default_factory=list)
+    estimators: list[Estimator] = field(default_factory=list)
+    metrics: list[MetricValue] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CellRecord(_Record):
+    """Everything capture learned about one cell execution, written in one transaction."""
+
+    seq: int
+    source: str
+    start_time: float
+    duration: float
+    status: str  # ok | error
+    cell_id: str | None = None
+    execution_count: int | None = None
+    error_name: str | None = None
+    error_value: str | None = None
+    vars_defined: list[str] = field(default_factory=list)
+    vars_used: list[str] = field(default_factory=list)
+    #: variable name -> seq of the earlier cell execution that defined it
+    var_sources: dict[str, int] = field(default_factory=dict)
+    io: list[ArtifactIO] = field(default_factory=list)
+    estimators: list[Estimator] = field(default_factory=list)
+    metrics: list[MetricValue] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineageNode(_Record):
+    id: str  # "artifact:12", "cell:34", "estimator:5", "run:abc"
+    type: str  # artifact | cell | estimator
+    label: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineageEdge(_Record):
+    source: str
+    target: str
+    label: str
+
+
+@dataclass(frozen=True)
+class LineageGraph(_Record):
+    root: str
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+
+    def node(self, node_id: str) -> LineageNode:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+
+@dataclass(frozen=True)
+class RunPage(_Record):
+    runs: list[Run]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Comparison(_Record):
+    runs: list[Run]
+    #: param key -> values in run order (None where a run lacks it)
+    params: dict[str, list[str | None]]
+    #: param keys whose values differ between runs
+    params_differ: list[str]
+    metrics: dict[str, list[float | None]]

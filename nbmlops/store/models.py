@@ -1,0 +1,230 @@
+"""ORM rows of the lineage store.
+
+These classes never leave :mod:`nbmlops.store`: the store turns them into the plain entities of
+:mod:`nbmlops.store.entities` before returning anything. Every constraint and index is named so
+that Alembic migrations can refer to it on SQLite and PostgreSQL alike.
+
+Times are UNIX epoch seconds (floats): cheap to sort and index on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    notebook_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    notebook_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    start_time: Mapped[float] = mapped_column(Float)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        Index("ix_runs_start_time", "start_time"),
+        Index("ix_runs_status_start_time", "status", "start_time"),
+        Index("ix_runs_notebook_path", "notebook_path"),
+        Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),
+        Index("ix_runs_parent_run_id", "parent_run_id"),
+    )
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    cell_execution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[float] = mapped_column(Float)
+    cell_execution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="SET NULL"), nullable=True
+    )
+
+    __table_args__ = (Index("ix_metrics_run_id_key_step", "run_id", "key", "step"),)
+
+
+class CellSourceRow(Base):
+    """Every version of a cell's source, stored once by content hash."""
+
+    __tablename__ = "cell_sources"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+
+
+class CellExecutionRow(Base):
+    __tablename__ = "cell_executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    cell_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    execution_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source_hash: Mapped[str] = mapped_column(ForeignKey("cell_sources.hash"))
+    start_time: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    error_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    vars_defined: Mapped[list[Any]] = mapped_column(JSON)
+    vars_used: Mapped[list[Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq"),
+        Index("ix_cell_executions_cell_id", "cell_id"),
+    )
+
+
+class ArtifactRow(Base):
+    """One version of a dataset, model or file: a location plus a content fingerprint."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uri: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stored_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("uri", "fingerprint"),
+        Index("ix_artifacts_fingerprint", "fingerprint"),
+    )
+
+
+class ArtifactEdgeRow(Base):
+    """A cell execution read or wrote an artifact."""
+
+    __tablename__ = "artifact_edges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    cell_execution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="CASCADE"), nullable=True
+    )
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))
+    via: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_artifact_edges_artifact_id_direction", "artifact_id", "direction"),
+        Index("ix_artifact_edges_cell_execution_id", "cell_execution_id"),
+        Index("ix_artifact_edges_run_id", "run_id"),
+    )
+
+
+class VariableEdgeRow(Base):
+    """A variable defined by one cell execution was used by a later one."""
+
+    __tablename__ = "variable_edges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    src_cell_execution_id: Mapped[int] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="CASCADE")
+    )
+    dst_cell_execution_id: Mapped[int] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="CASCADE")
+    )
+    variable: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_variable_edges_dst_cell_execution_id", "dst_cell_execution_id"),
+        Index("ix_variable_edges_src_cell_execution_id", "src_cell_execution_id"),
+    )
+
+
+class EstimatorRow(Base):
+    """A model fitted in a cell: its class, hyper-parameters and what it was fitted on."""
+
+    __tablename__ = "estimators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    cell_execution_id: Mapped[int] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="CASCADE")
+    )
+    variable: Mapped[str] = mapped_column(String(255))
+    class_name: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fitted_on: Mapped[list[Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_estimators_run_id", "run_id"),
+        Index("ix_estimators_cell_execution_id", "cell_execution_id"),
+    )
