@@ -1,6 +1,12 @@
-"""The lineage store: SQLAlchemy models, Alembic migrations and the :class:`Store` API."""
+"""The lineage store: SQLAlchemy models, Alembic migrations and the :class:`Store` API.
+
+The entities import nothing heavy; ``Store`` (and SQLAlchemy with it) loads on first access, so
+that kernel capture can start without paying for SQLAlchemy on the kernel's thread.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .entities import (
     Artifact,
@@ -16,7 +22,9 @@ from .entities import (
     Run,
     RunPage,
 )
-from .store import RUN_SORT_KEYS, Store, open_store, source_hash
+
+if TYPE_CHECKING:
+    from .store import RUN_SORT_KEYS, Store, open_store, source_hash
 
 __all__ = [
     "Artifact",
@@ -36,3 +44,11 @@ __all__ = [
     "open_store",
     "source_hash",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("RUN_SORT_KEYS", "Store", "open_store", "source_hash"):
+        from . import store as _store
+
+        return getattr(_store, name)
+    raise AttributeError(f"module 'nbmlops.store' has no attribute {name!r}")

@@ -1,0 +1,53 @@
+# nbmlops developer entry points. Two commands matter on a fresh machine:
+#   make demo   creates .venv, installs nbmlops, runs the example notebook with capture
+#   make test   installs the test extras and runs every check and test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest bench clean install-demo install-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+install-demo: $(BIN)/python
+	$(PIP) install --quiet -e ".[demo]"
+
+install-test: $(BIN)/python
+	$(PIP) install --quiet -e ".[test]"
+
+demo: install-demo
+	@echo "== running example_notebooks/train.ipynb with lineage capture"
+	cd example_notebooks && $(BIN)/nbmlops run train.ipynb -o out/train.ipynb
+	@echo
+	@echo "== runs in the store"
+	cd example_notebooks && $(BIN)/nbmlops runs ls --limit 5
+	@echo
+	@echo "== lineage of the kept model"
+	cd example_notebooks && $(BIN)/nbmlops runs lineage models/best.joblib
+	@echo
+	@echo "Lineage store: example_notebooks/.nbmlops/nbmlops.db (SQLite)."
+	@echo "Executed notebook: example_notebooks/out/train.ipynb"
+	@echo "Explore: cd example_notebooks && ../$(VENV)/bin/nbmlops runs show <RUN>   (or %load_ext nbmlops, %mlops runs in Jupyter)"
+
+lint: install-test
+	$(BIN)/ruff check nbmlops tests benchmarks
+
+typecheck: install-test
+	$(BIN)/mypy
+
+pytest: install-test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: install-test
+	$(BIN)/python benchmarks/capture_overhead.py
+	$(BIN)/python benchmarks/store_queries.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models

@@ -1,0 +1,577 @@
+"""The capture session: IPython hooks that turn each cell execution into a lineage record.
+
+``pre_run_cell`` notes the time, the cell's names (AST) and a cheap snapshot of the namespace
+(name -> object id); ``post_run_cell`` diffs the namespace, works out variables defined and used
+and the cells they came from, fitted estimators and metrics, and hands one
+:class:`~nbmlops.store.CellRecord` to the background writer. Both hooks accept ``*args`` and
+never raise: an internal failure is counted and shown once as a short warning, and the user's
+cell result, output and exception are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Bool, Int, Unicode
+from traitlets.config import Configurable
+
+from ..errors import InvalidArgumentError
+from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
+from .analysis import CellNames, analyze_cell
+from .instrument import Instrumentation, splice_traceback
+from .writer import Batch, BackgroundWriter, Cells, EndRun, LogArtifact, StartRun
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CaptureSession", "active_session"]
+
+_SHELL_ATTR = "_nbmlops_session"
+#: Names IPython puts in every namespace; never user variables.
+_IGNORED_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_MAX_PARAM_REPR = 500
+
+
+def active_session() -> CaptureSession | None:
+    """The capture session of the running IPython shell, if any (never imports IPython)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
+    shell = ipython.get_ipython()
+    return getattr(shell, _SHELL_ATTR, None) if shell is not None else None
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe, size-capped rendering of an estimator hyper-parameter."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value if not isinstance(value, str) or len(value) <= _MAX_PARAM_REPR else value[:_MAX_PARAM_REPR]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth < 2 and isinstance(value, (list, tuple)) and len(value) <= 50:
+        return [_jsonable(v, depth + 1) for v in value]
+    if depth < 2 and isinstance(value, dict) and len(value) <= 50:
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    text = repr(value)
+    return text if len(text) <= _MAX_PARAM_REPR else text[:_MAX_PARAM_REPR] + "..."
+
+
+def _is_estimator(obj: Any) -> bool:
+    try:
+        cls = type(obj)
+        return not isinstance(obj, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _fitted_signature(obj: Any) -> tuple[int, ...]:
+    """Object ids of the fitted attributes (``coef_``, ``classes_``...): changes on every fit."""
+    try:
+        return tuple(
+            id(v) for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")
+        )
+    except Exception:  # noqa: BLE001 - objects without a usable __dict__ are not estimators
+        return ()
+
+
+def _as_number(value: Any) -> float | None:
+    try:
+        if isinstance(value, bool):
+            return None
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class _CellState:
+    seq: int
+    source: str
+    start: float
+    t0: float
+    cell_id: str | None
+    names: CellNames
+    pre_ids: dict[str, int]
+    est_pre: dict[str, tuple[int, ...]]
+    io: list[ArtifactIO] = field(default_factory=list)
+    metrics: list[tuple[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    explicit_metrics: list[MetricValue] = field(default_factory=list)
+
+
+class CaptureSession(Configurable):
+    """Records the cell executions of one IPython shell as runs in a lineage store."""
+
+    store_url = Unicode(
+        None, allow_none=True, config=True,
+        help="SQLAlchemy URL of the store (default: NBMLOPS_STORE_URL, else the project's .nbmlops/).",
+    )
+    experiment = Unicode(None, allow_none=True, config=True, help="Experiment of new runs.")
+    capture_io = Bool(True, config=True, help="Record files read/written via pandas, open, joblib, pickle.")
+    capture_metrics = Bool(True, config=True, help="Record sklearn.metrics results and estimator.score.")
+    capture_estimators = Bool(True, config=True, help="Record fitted scikit-learn estimators.")
+    max_pending = Int(20_000, config=True, help="Operations kept in memory while the store is unavailable.")
+    flush_timeout = Int(10, config=True, help="Seconds to wait for pending writes at exit.")
+
+    def __init__(self, shell: Any, *, source: str = "interactive", **kwargs: Any) -> None:
+        super().__init__(parent=shell, **kwargs)
+        self.shell = shell
+        self.source = source
+        self.user_ns: dict[str, Any] = shell.user_ns
+        self.run_id: str | None = None
+        self.run_name: str | None = None
+        self.run_experiment: str | None = None
+        self.state = "stopped"
+        self.cells_recorded = 0
+        self.internal_errors: Counter[str] = Counter()
+        self._warned_internal = False
+        self._announced_problem: str | None = None
+        self._cell: _CellState | None = None
+        self._seq = 0
+        self._last_definer: dict[str, int] = {}
+        self._metric_steps: Counter[str] = Counter()
+        self._hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
+        self._location: Any = None
+        self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
+        self._instrumentation = Instrumentation(self, self.user_ns)
+        self._registered = False
+        self._pending_artifacts: list[LogArtifact] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _open_store(self) -> Store:
+        from ..config import resolve_location
+
+        if self._location is None:
+            self._location = resolve_location(self.store_url or None)
+        from ..store import Store
+
+        return Store(self._location)
+
+    def store(self) -> Store:
+        """The session's store for reading (after writing what is pending, briefly)."""
+        self._writer.flush(timeout=2.0)
+        existing = self._writer.store()
+        return existing if existing is not None else self._open_store()
+
+    def register(self) -> None:
+        if self._registered:
+            return
+        events = self.shell.events
+        events.register("pre_run_cell", self.pre_run_cell)
+        events.register("post_run_cell", self.post_run_cell)
+        if self.capture_io or self.capture_metrics:
+            self._instrumentation.install()
+            self._wrap_showtraceback()
+        setattr(self.shell, _SHELL_ATTR, self)
+        import atexit
+
+        atexit.register(self.close)
+        self._registered = True
+
+    def _wrap_showtraceback(self) -> None:
+        """Keep tracebacks exactly as without nbmlops: splice our wrapper frames out first."""
+        original = self.shell.showtraceback
+        codes = self._instrumentation.wrapper_codes
+
+        def showtraceback(*args: Any, **kwargs: Any) -> Any:
+            try:
+                exc_tuple = kwargs.get("exc_tuple") or (args[0] if args else None)
+                exc = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
+                splice_traceback(exc, codes)
+            except Exception:  # noqa: BLE001
+                pass
+            return original(*args, **kwargs)
+
+        self.shell.showtraceback = showtraceback
+
+    def close(self) -> None:
+        """End the run, write what is pending, remove every hook and wrapper."""
+        if not self._registered:
+            return
+        self._registered = False
+        try:
+            self.stop()
+        finally:
+            events = self.shell.events
+            for name, cb in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
+                try:
+                    events.unregister(name, cb)
+                except ValueError:
+                    pass
+            self._instrumentation.uninstall()
+            if "showtraceback" in vars(self.shell):
+                del self.shell.showtraceback
+            if getattr(self.shell, _SHELL_ATTR, None) is self:
+                delattr(self.shell, _SHELL_ATTR)
+            ok = self._writer.close(timeout=float(self.flush_timeout))
+            if not ok and self._writer.pending:
+                print(
+                    f"nbmlops: {self._writer.pending} record(s) could not be written to the store "
+                    f"({self._writer.problem or 'timed out'})",
+                    file=sys.stderr,
+                )
+
+    def start(
+        self,
+        name: str | None = None,
+        *,
+        experiment: str | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        source: str | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Start a new run (ending the current one) and record from now on."""
+        from ..environment import find_notebook_path
+
+        if self.run_id is not None:
+            self.stop()
+        notebook = find_notebook_path(self.user_ns)
+        default_name = (
+            Path(notebook).stem if notebook else f"ipython-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        self.run_id = run_id or uuid.uuid4().hex
+        self.run_name = name or default_name
+        self.run_experiment = experiment or self.experiment or None
+        self._seq = 0
+        self._last_definer.clear()
+        self._metric_steps.clear()
+        self.cells_recorded = 0
+        kwargs: dict[str, Any] = {
+            "name": self.run_name,
+            "experiment": self.run_experiment,
+            "source": source or self.source,
+            "notebook_path": notebook,
+            "tags": dict(tags or {}),
+            "params": dict(params or {}),
+            "parent_run_id": parent_run_id,
+            "start_time": time.time(),
+        }
+        cwd = os.getcwd()
+
+        def collect() -> dict[str, Any]:
+            from ..environment import collect_environment, git_state, notebook_hash
+
+            commit, dirty = git_state(Path(notebook).parent if notebook else cwd)
+            return {
+                "environment": collect_environment(),
+                "git_commit": commit,
+                "git_dirty": dirty,
+                "notebook_hash": notebook_hash(notebook),
+            }
+
+        self._writer.submit(StartRun(self.run_id, kwargs, collect))
+        self.state = "recording"
+        return self.run_id
+
+    def stop(self, status: str = "finished") -> str | None:
+        """End the current run; nothing is recorded until :meth:`start`."""
+        rid = self.run_id
+        if rid is None:
+            return None
+        self._writer.submit(EndRun(rid, status, time.time()))
+        self.run_id = None
+        self.state = "stopped"
+        self._cell = None
+        return rid
+
+    def pause(self) -> None:
+        if self.run_id is None:
+            raise InvalidArgumentError("no run is active: %mlops start first")
+        self.state = "paused"
+        self._cell = None
+
+    def resume(self) -> None:
+        if self.run_id is None:
+            raise InvalidArgumentError("no run is active: %mlops start first")
+        self.state = "recording"
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self._writer.flush(timeout)
+
+    def status(self) -> dict[str, Any]:
+        from ..config import resolve_location
+
+        loc = self._location or resolve_location(self.store_url or None)
+        return {
+            "state": self.state,
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "experiment": self.run_experiment,
+            "cells_recorded": self.cells_recorded,
+            "store": loc.describe(),
+            "pending_writes": self._writer.pending,
+            "store_problem": self._writer.problem,
+            "dropped_records": self._writer.dropped,
+            "internal_errors": sum(self.internal_errors.values()),
+        }
+
+    # -- explicit logging API -------------------------------------------------------------------
+
+    def _require_run(self) -> str:
+        if self.run_id is None:
+            raise InvalidArgumentError("no nbmlops run is active: run %mlops start")
+        return self.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        rid = self._require_run()
+        if self._cell is not None:
+            self._cell.params.update(params)
+        else:
+            self._writer.submit(Batch(rid, params=dict(params)))
+
+    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        rid = self._require_run()
+        number = _as_number(value)
+        if number is None:
+            raise InvalidArgumentError(f"metric {key!r} must be a finite number, not {value!r}")
+        if step is None:
+            step = self._metric_steps[key]
+        self._metric_steps[key] = max(self._metric_steps[key], step + 1)
+        metric = MetricValue(key, number, step, time.time())
+        if self._cell is not None:
+            self._cell.explicit_metrics.append(metric)
+        else:
+            self._writer.submit(Batch(rid, metrics=[metric]))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        rid = self._require_run()
+        if self._cell is not None:
+            self._cell.tags.update(tags)
+        else:
+            self._writer.submit(Batch(rid, tags=dict(tags)))
+
+    def log_artifact(self, path: str | os.PathLike[str], kind: str = "file") -> None:
+        rid = self._require_run()
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidArgumentError(f"log_artifact: no file {p}")
+        seq = self._cell.seq if self._cell is not None else None
+        if self._cell is not None:
+            # written after the cell's record, so that it can link to the cell
+            self._pending_artifacts.append(LogArtifact(rid, str(p.resolve()), kind, seq))
+        else:
+            self._writer.submit(LogArtifact(rid, str(p.resolve()), kind, None))
+
+    # -- Tracker protocol (called by the instrumentation wrappers) -------------------------------
+
+    @property
+    def cell_active(self) -> bool:
+        return self._cell is not None
+
+    def is_user_frame(self, frame: Any) -> bool:
+        return frame is not None and frame.f_globals is self.user_ns
+
+    def on_io(self, io: ArtifactIO) -> None:
+        cell = self._cell
+        if cell is not None and self.capture_io:
+            cell.io.append(io)
+
+    def on_metric(self, name: str, value: Any) -> None:
+        cell = self._cell
+        if cell is not None and self.capture_metrics:
+            cell.metrics.append((name, value))
+
+    def on_internal_error(self, where: str, exc: BaseException) -> None:
+        self.internal_errors[where] += 1
+        log.debug("nbmlops internal error in %s", where, exc_info=exc)
+        if not self._warned_internal:
+            self._warned_internal = True
+            self._warn(
+                f"could not record {where} ({type(exc).__name__}: {exc}); your notebook is "
+                "unaffected. Further problems are counted silently: see %mlops status"
+            )
+
+    def _warn(self, message: str) -> None:
+        try:
+            print(f"nbmlops warning: {message}", file=sys.stderr)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- IPython hooks --------------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, int]:
+        hidden = self._hidden
+        return {
+            k: id(v)
+            for k, v in self.user_ns.items()
+            if not k.startswith("_") and k not in hidden and k not in _IGNORED_NAMES
+        }
+
+    def pre_run_cell(self, *args: Any) -> None:
+        try:
+            self._cell = None
+            if self.state != "recording" or self.run_id is None:
+                return
+            info = args[0] if args else None
+            raw = getattr(info, "raw_cell", None) or ""
+            if _is_mlops_magic_only(raw):
+                return
+            try:
+                source = self.shell.transform_cell(raw)
+            except Exception:  # noqa: BLE001 - IPython will report it itself
+                source = raw
+            names = analyze_cell(source)
+            ns = self.user_ns
+            est_pre: dict[str, tuple[int, ...]] = {}
+            if self.capture_estimators:
+                for name in names.used | names.mutated | {f for f, _ in names.fits}:
+                    obj = ns.get(name)
+                    if obj is not None and _is_estimator(obj):
+                        est_pre[name] = _fitted_signature(obj)
+            self._pending_artifacts = []
+            self._cell = _CellState(
+                seq=self._seq,
+                source=raw,
+                start=time.time(),
+                t0=time.perf_counter(),
+                cell_id=getattr(info, "cell_id", None),
+                names=names,
+                pre_ids=self._snapshot(),
+                est_pre=est_pre,
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._cell = None
+            self.on_internal_error("pre_run_cell", exc)
+
+    def post_run_cell(self, *args: Any) -> None:
+        cell = self._cell
+        self._cell = None
+        try:
+            if cell is None or self.run_id is None:
+                return
+            result = args[0] if args else None
+            self._record(cell, result)
+        except Exception as exc:  # noqa: BLE001
+            self.on_internal_error("post_run_cell", exc)
+        try:
+            self._announce_store_state()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _record(self, cell: _CellState, result: Any) -> None:
+        duration = time.perf_counter() - cell.t0
+        rid = self.run_id
+        assert rid is not None
+        error = None
+        if result is not None:
+            error = getattr(result, "error_before_exec", None) or getattr(result, "error_in_exec", None)
+        status = "error" if error is not None else "ok"
+        ns = self.user_ns
+        post_ids = self._snapshot()
+        pre_ids = cell.pre_ids
+        names = cell.names
+        changed = {k for k, v in post_ids.items() if pre_ids.get(k) != v}
+        removed = set(pre_ids) - set(post_ids)
+        defined = changed | ((names.stored | names.mutated) & set(post_ids))
+        used = (names.used | names.mutated) & set(pre_ids)
+        var_sources = {n: self._last_definer[n] for n in used if n in self._last_definer}
+        for n in defined:
+            self._last_definer[n] = cell.seq
+        for n in removed:
+            self._last_definer.pop(n, None)
+
+        estimators: list[Estimator] = []
+        if self.capture_estimators:
+            fit_args = dict(names.fits)
+            for name in sorted(defined | set(fit_args)):
+                obj = ns.get(name)
+                if obj is None or not _is_estimator(obj):
+                    continue
+                sig = _fitted_signature(obj)
+                if not sig:
+                    continue
+                if name in fit_args or sig != cell.est_pre.get(name):
+                    try:
+                        params = {k: _jsonable(v) for k, v in obj.get_params(deep=False).items()}
+                    except Exception:  # noqa: BLE001 - odd estimators
+                        params = {}
+                    fitted_on = [a for a in fit_args.get(name, []) if a in ns]
+                    estimators.append(Estimator(name, type(obj).__name__, params, fitted_on))
+
+        metrics = list(cell.explicit_metrics)
+        if cell.metrics:
+            targets: dict[str, list[str]] = {}
+            for target, fname in names.call_assignments:
+                targets.setdefault(fname, []).append(target)
+            for fname, value in cell.metrics:
+                number = _as_number(value)
+                if number is None:
+                    continue
+                queue = targets.get(fname)
+                key = queue.pop(0) if queue else fname
+                step = self._metric_steps[key]
+                self._metric_steps[key] = step + 1
+                metrics.append(MetricValue(key, number, step, time.time()))
+
+        record = CellRecord(
+            seq=cell.seq,
+            source=cell.source,
+            start_time=cell.start,
+            duration=duration,
+            status=status,
+            cell_id=cell.cell_id,
+            execution_count=getattr(result, "execution_count", None),
+            error_name=type(error).__name__ if error is not None else None,
+            error_value=str(error) if error is not None else None,
+            vars_defined=sorted(defined),
+            vars_used=sorted(used),
+            var_sources=var_sources,
+            io=_dedupe_io(cell.io),
+            estimators=estimators,
+            metrics=metrics,
+            params=cell.params,
+            tags=cell.tags,
+        )
+        self._seq += 1
+        self.cells_recorded += 1
+        self._writer.submit(Cells(rid, [record]))
+        for op in self._pending_artifacts:
+            self._writer.submit(op)
+        self._pending_artifacts = []
+
+    def _announce_store_state(self) -> None:
+        problem = self._writer.problem
+        if problem and self._announced_problem is None:
+            self._announced_problem = problem
+            self._warn(
+                f"the lineage store is unavailable ({problem}). Your notebook is unaffected; "
+                "records are kept in memory and written when the store is back."
+            )
+        elif problem is None and self._announced_problem is not None and not self._writer.pending:
+            self._announced_problem = None
+            self._warn("the lineage store is available again; pending records were written.")
+
+
+def _dedupe_io(ios: list[ArtifactIO]) -> list[ArtifactIO]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for io in ios:
+        key = (io.uri, io.direction)
+        if key not in seen:
+            seen.add(key)
+            out.append(io)
+    return out
+
+
+def _is_mlops_magic_only(raw: str) -> bool:
+    lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return bool(lines) and all(
+        ln.startswith(("%mlops", "%load_ext nbmlops", "%reload_ext nbmlops", "%unload_ext nbmlops"))
+        for ln in lines
+    )
+

@@ -1,0 +1,241 @@
+"""The background writer: the kernel never waits on disk.
+
+The capture session submits operations (start run, cell records, params/metrics, end run);
+one daemon thread fingerprints the files they name and writes them to the store in short
+transactions, consecutive cell records in one. When the store cannot be written (locked,
+unwritable, unreachable) the operations stay queued, in order, and are retried with backoff;
+the session reads :attr:`BackgroundWriter.problem` to warn the user once. The queue is bounded:
+past ``max_pending`` operations the oldest cell records are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NbmlopsError
+from ..fingerprint import fingerprint_file
+from ..store.entities import CellRecord, MetricValue
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BackgroundWriter", "StartRun", "Cells", "Batch", "EndRun", "LogArtifact"]
+
+
+@dataclass
+class StartRun:
+    run_id: str
+    kwargs: dict[str, Any]
+    #: called in the writer thread to add environment facts (python, packages, git...)
+    collect: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass
+class Cells:
+    run_id: str
+    records: list[CellRecord]
+    prepared: bool = False
+
+
+@dataclass
+class Batch:
+    run_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: list[MetricValue] = field(default_factory=list)
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EndRun:
+    run_id: str
+    status: str
+    end_time: float
+
+
+@dataclass
+class LogArtifact:
+    run_id: str
+    path: str
+    kind: str
+    cell_seq: int | None
+
+
+Op = StartRun | Cells | Batch | EndRun | LogArtifact
+
+
+def _prepare(op: Cells) -> None:
+    """Fill in file fingerprints (in this thread, so that cells never wait on hashing)."""
+    for rec in op.records:
+        ios = []
+        for io in rec.io:
+            if io.fingerprint:
+                ios.append(io)
+                continue
+            if "://" in io.uri:
+                ios.append(dataclasses.replace(io, fingerprint="url"))
+                continue
+            fp = fingerprint_file(io.uri)
+            if fp is None:
+                if os.path.isdir(io.uri):
+                    ios.append(dataclasses.replace(io, fingerprint="directory"))
+                # a read that failed or a file already gone: nothing to link
+                continue
+            ios.append(dataclasses.replace(io, fingerprint=fp[0], size=fp[1]))
+        rec.io = ios
+    op.prepared = True
+
+
+class BackgroundWriter:
+    """Owns the store connection of a capture session and writes its operations in order."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        *,
+        max_pending: int = 20_000,
+        retry_initial: float = 0.25,
+        retry_max: float = 15.0,
+    ) -> None:
+        self._open_store = open_store
+        self._store: Store | None = None
+        self._pending: deque[Op] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._busy = False
+        self.max_pending = max_pending
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        #: Last failure as a one-line message, None while writes succeed.
+        self.problem: str | None = None
+        self.failures = 0
+        self.dropped = 0
+        self.written_ops = 0
+        self._thread = threading.Thread(target=self._loop, name="nbmlops-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (kernel thread) -----------------------------------------------------------
+
+    def submit(self, op: Op) -> None:
+        with self._cond:
+            if len(self._pending) >= self.max_pending:
+                for i, queued in enumerate(self._pending):
+                    if isinstance(queued, Cells) and i > 0:
+                        del self._pending[i]
+                        self.dropped += len(queued.records)
+                        break
+            self._pending.append(op)
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending) + (1 if self._busy else 0)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until everything submitted so far is written; False on timeout."""
+        with self._cond:
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is pending (up to ``timeout``), stop the thread, close the store."""
+        done = self.flush(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=1.0)
+        if self._store is not None:
+            self._store.close()
+        return done
+
+    def store(self) -> Store | None:
+        return self._store
+
+    # -- consumer side (writer thread) -----------------------------------------------------------
+
+    def _loop(self) -> None:
+        delay = self.retry_initial
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping)
+                if self._stopping and (not self._pending or self.problem):
+                    return
+                batch = self._take_batch()
+                self._busy = True
+            try:
+                self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - the writer must never die
+                with self._cond:
+                    # put the batch back in front, in order
+                    self._pending.extendleft(reversed(batch))
+                    self._busy = False
+                    self.failures += 1
+                    msg = str(exc) if isinstance(exc, NbmlopsError) else f"{type(exc).__name__}: {exc}"
+                    self.problem = msg.splitlines()[0] if msg else type(exc).__name__
+                    self._cond.notify_all()
+                    log.debug("nbmlops writer failed, retrying in %.2fs", delay, exc_info=True)
+                    self._cond.wait(timeout=delay)
+                delay = min(self.retry_max, delay * 2)
+                continue
+            delay = self.retry_initial
+            with self._cond:
+                self._busy = False
+                self.problem = None
+                self.written_ops += len(batch)
+                self._cond.notify_all()
+
+    def _take_batch(self) -> list[Op]:
+        """The next operation, or a run of consecutive cell records of one run."""
+        first = self._pending.popleft()
+        batch: list[Op] = [first]
+        if isinstance(first, Cells):
+            while self._pending and isinstance(self._pending[0], Cells) and \
+                    self._pending[0].run_id == first.run_id and len(batch) < 200:
+                batch.append(self._pending.popleft())
+        return batch
+
+    def _write(self, batch: list[Op]) -> None:
+        if self._store is None:
+            self._store = self._open_store()
+        store = self._store
+        first = batch[0]
+        if isinstance(first, Cells):
+            records: list[CellRecord] = []
+            for op in batch:
+                assert isinstance(op, Cells)
+                if not op.prepared:
+                    _prepare(op)
+                records.extend(op.records)
+            store.record_cells(first.run_id, records)
+        elif isinstance(first, StartRun):
+            if first.collect is not None:
+                try:
+                    first.kwargs.update(first.collect())
+                except Exception:  # noqa: BLE001 - environment facts are best effort
+                    log.debug("collecting the environment failed", exc_info=True)
+                first.collect = None
+            try:
+                store.create_run(run_id=first.run_id, **first.kwargs)
+            except NbmlopsError:
+                # a retry after a commit whose answer was lost: the run may already be there
+                try:
+                    store.get_run(first.run_id)
+                except NbmlopsError:
+                    raise
+        elif isinstance(first, Batch):
+            store.log_batch(first.run_id, params=first.params, metrics=first.metrics, tags=first.tags)
+        elif isinstance(first, EndRun):
+            store.end_run(first.run_id, first.status, first.end_time)
+        elif isinstance(first, LogArtifact):
+            store.log_artifact(first.run_id, first.path, kind=first.kind, cell_seq=first.cell_seq)
+        else:  # pragma: no cover
+            raise TypeError(f"unknown writer operation {first!r}")

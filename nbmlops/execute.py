@@ -1,0 +1,167 @@
+"""Headless execution of a notebook with capture on, through nbclient.
+
+The kernel is started with the nbmlops extension (``--ext nbmlops``), so the notebook itself is
+not modified; each execute request carries the cell's id (``metadata.cellId``, as JupyterLab
+sends it), so recorded cell executions point back at notebook cells. The run id is chosen
+here and passed to the kernel, so the caller knows which run holds the lineage; the executed
+notebook's metadata records the run id and the store (papermill's habit, see STYLE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+from .config import resolve_location
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ExecutionResult", "execute_notebook", "CapturingClient"]
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    run_id: str
+    output_path: Path | None
+    status: str  # finished | failed
+    duration: float
+    error: str | None = None
+    failed_cell_index: int | None = None
+
+
+class CapturingClient(NotebookClient):
+    """A NotebookClient whose execute requests carry ``metadata.cellId`` like JupyterLab's."""
+
+    def _patch_kc(self) -> None:
+        kc = self.kc
+        if kc is None or getattr(kc, "_nbmlops_patched", False):
+            return
+        client = self
+
+        def execute(code: str, silent: bool = False, store_history: bool = True,
+                    user_expressions: dict[str, Any] | None = None,
+                    allow_stdin: bool | None = None, stop_on_error: bool = True) -> str:
+            content = {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": user_expressions or {},
+                "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
+                "stop_on_error": stop_on_error,
+            }
+            metadata = {"cellId": client._current_cell_id} if client._current_cell_id else {}
+            msg = kc.session.msg("execute_request", content, metadata=metadata)
+            kc.shell_channel.send(msg)
+            return str(msg["header"]["msg_id"])
+
+        kc.execute = execute
+        kc._nbmlops_patched = True
+
+    _current_cell_id: str | None = None
+
+    async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+        self._current_cell_id = cell.get("id")
+        self._patch_kc()
+        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+
+
+def execute_notebook(
+    path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    run_name: str | None = None,
+    source: str = "papermill",
+    parent_run_id: str | None = None,
+    timeout: int | None = 600,
+    env: dict[str, str] | None = None,
+    kernel_name: str = "python3",
+    store_url: str | None = None,
+) -> ExecutionResult:
+    """Execute ``path`` with capture; write the executed copy to ``output_path`` if given.
+
+    The source notebook is never written to. The run is marked ``failed`` when a cell raises
+    or the kernel dies; the cells before that are recorded either way.
+    """
+    src = Path(path).resolve()
+    nb = nbformat.read(src, as_version=4)
+    workdir = Path(cwd).resolve() if cwd else src.parent
+    location = resolve_location(store_url, start=workdir)
+    run_id = uuid.uuid4().hex
+    kernel_env = dict(os.environ)
+    kernel_env.update(env or {})
+    kernel_env.update(
+        {
+            "NBMLOPS_RUN_ID": run_id,
+            "NBMLOPS_RUN_SOURCE": source,
+            "NBMLOPS_NOTEBOOK_PATH": str(src),
+            "NBMLOPS_STORE_URL": location.url,
+            "NBMLOPS_ARTIFACT_URL": str(location.artifact_root),
+        }
+    )
+    if run_name:
+        kernel_env["NBMLOPS_RUN_NAME"] = run_name
+    if parent_run_id:
+        kernel_env["NBMLOPS_PARENT_RUN_ID"] = parent_run_id
+    client = CapturingClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(workdir)}},
+        extra_arguments=["--ext=nbmlops"],
+    )
+    started = time.monotonic()
+    status, error, failed_index = "finished", None, None
+    try:
+        client.execute(env=kernel_env)
+    except CellExecutionError as exc:
+        status = "failed"
+        error = f"{exc.ename}: {exc.evalue}"
+        failed_index = _failed_cell_index(nb)
+    except DeadKernelError as exc:
+        status = "failed"
+        error = f"kernel died: {exc}"
+        failed_index = _failed_cell_index(nb)
+    duration = time.monotonic() - started
+    nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
+    out: Path | None = None
+    if output_path is not None:
+        out = Path(output_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+    if status != "finished":
+        _mark_failed(location, run_id)
+    return ExecutionResult(run_id, out, status, duration, error, failed_index)
+
+
+def _failed_cell_index(nb: Any) -> int | None:
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return i
+    return None
+
+
+def _mark_failed(location: Any, run_id: str) -> None:
+    """The kernel ended the run as finished (or died first): record the failure."""
+    from .errors import NbmlopsError
+    from .store import Store
+
+    try:
+        with Store(location) as store:
+            try:
+                store.get_run(run_id)
+            except NbmlopsError:
+                return
+            store.end_run(run_id, "failed")
+    except NbmlopsError as exc:
+        log.warning("could not mark run %s failed: %s", run_id, exc)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from nbmlops.execute import ExecutionResult, execute_notebook
+from nbmlops.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may touch a developer's real store: default everything into tmp_path."""
+    for var in ("NBMLOPS_STORE_URL", "NBMLOPS_ARTIFACT_URL", "NBMLOPS_RUN_ID",
+                "NBMLOPS_RUN_NAME", "NBMLOPS_NOTEBOOK_PATH", "JPY_SESSION_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store' / 'nbmlops.db'}"
+
+
+@pytest.fixture
+def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(store_url, tmp_path / "store" / "artifacts")
+    yield s
+    s.close()
+
+
+def make_notebook(path: Path, cells: list[str | tuple[str, list[str]]]) -> Path:
+    """Write a notebook whose code cells are ``cells`` (source, or (source, tags))."""
+    nb_cells = []
+    for c in cells:
+        source, tags = (c, []) if isinstance(c, str) else c
+        nb_cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags} if tags else {}))
+    nb = nbformat.v4.new_notebook(
+        cells=nb_cells,
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+RunNotebook = Callable[..., tuple[ExecutionResult, Any]]
+
+
+@pytest.fixture
+def run_notebook(tmp_path: Path, store_url: str) -> RunNotebook:
+    """Execute cells in a real kernel with capture on; return (result, executed notebook)."""
+
+    def run(cells: list[Any], name: str = "nb", env: dict[str, str] | None = None,
+            url: str | None = None) -> tuple[ExecutionResult, Any]:
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        path = make_notebook(work / f"{name}.ipynb", cells)
+        out = tmp_path / "out" / f"{name}.ipynb"
+        result = execute_notebook(path, out, store_url=url or store_url, env=env, timeout=120)
+        return result, nbformat.read(out, as_version=4)
+
+    return run
+
+
+def stderr_text(nb: Any) -> str:
+    return "".join(
+        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_kernels() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
