@@ -207,6 +207,7 @@ class _Analyzer(ast.NodeVisitor):
         # names assigned anywhere in the body are local to the function
         body = node.body if isinstance(node.body, list) else [node.body]
         local = set(params)
+        declared_global: set[str] = set()
         for stmt in body:
             for sub in ast.walk(stmt):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
@@ -214,7 +215,8 @@ class _Analyzer(ast.NodeVisitor):
                 elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     local.add(sub.name)
                 elif isinstance(sub, (ast.Global, ast.Nonlocal)):
-                    local.difference_update(sub.names)
+                    declared_global.update(sub.names)
+        local -= declared_global
         self._local_stack.append(local)
         try:
             for stmt in body:

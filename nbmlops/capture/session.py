@@ -552,9 +552,9 @@ class CaptureSession(Configurable):
                 f"the lineage store is unavailable ({problem}). Your notebook is unaffected; "
                 "records are kept in memory and written when the store is back."
             )
-        elif problem is None and self._announced_problem is not None and not self._writer.pending:
+        elif problem is None and self._announced_problem is not None:
             self._announced_problem = None
-            self._warn("the lineage store is available again; pending records were written.")
+            self._warn("the lineage store is available again; records kept in memory are being written.")
 
 
 def _dedupe_io(ios: list[ArtifactIO]) -> list[ArtifactIO]:

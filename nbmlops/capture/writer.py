@@ -225,12 +225,12 @@ class BackgroundWriter:
                 first.collect = None
             try:
                 store.create_run(run_id=first.run_id, **first.kwargs)
-            except NbmlopsError:
+            except NbmlopsError as exc:
                 # a retry after a commit whose answer was lost: the run may already be there
                 try:
                     store.get_run(first.run_id)
                 except NbmlopsError:
-                    raise
+                    raise exc from None
         elif isinstance(first, Batch):
             store.log_batch(first.run_id, params=first.params, metrics=first.metrics, tags=first.tags)
         elif isinstance(first, EndRun):
