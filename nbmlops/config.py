@@ -11,6 +11,7 @@ Resolution order (first wins):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = ["STORE_DIRNAME", "StoreLocation", "find_project_dir", "resolve_locati
 STORE_DIRNAME = ".nbmlops"
 DB_FILENAME = "nbmlops.db"
 ARTIFACTS_DIRNAME = "artifacts"
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^/]*@")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,7 @@ class StoreLocation:
         path = self.sqlite_path
         if path is not None:
             return str(path)
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
+        return _PASSWORD_IN_URL.sub(r"\1***@", self.url)
 
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:

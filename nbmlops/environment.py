@@ -21,7 +21,7 @@ def installed_packages() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
+        name = dist.metadata["Name"] if dist.metadata else None
         if name:
             out[str(name).lower()] = dist.version
     return dict(sorted(out.items()))

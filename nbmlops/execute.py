@@ -63,8 +63,8 @@ class CapturingClient(NotebookClient):
             kc.shell_channel.send(msg)
             return str(msg["header"]["msg_id"])
 
-        kc.execute = execute
-        kc._nbmlops_patched = True
+        kc.execute = execute  # type: ignore[method-assign]
+        kc._nbmlops_patched = True  # type: ignore[attr-defined]
 
     _current_cell_id: str | None = None
 

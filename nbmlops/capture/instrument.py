@@ -194,7 +194,7 @@ class Instrumentation:
             return result
 
         wrapper.__nbmlops_original__ = original  # type: ignore[attr-defined]
-        self.wrapper_codes.add(wrapper.__code__)
+        self.wrapper_codes.add(wrapper.__code__)  # type: ignore[attr-defined]
         return wrapper
 
     # -- patches --------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Instrumentation:
             return fh
 
         open_wrapper.__nbmlops_original__ = original  # type: ignore[attr-defined]
-        self.wrapper_codes.add(open_wrapper.__code__)
+        self.wrapper_codes.add(open_wrapper.__code__)  # type: ignore[attr-defined]
         return open_wrapper
 
     def _wrap_metric(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -290,7 +290,7 @@ class Instrumentation:
             return result
 
         wrapper.__nbmlops_original__ = original  # type: ignore[attr-defined]
-        self.wrapper_codes.add(wrapper.__code__)
+        self.wrapper_codes.add(wrapper.__code__)  # type: ignore[attr-defined]
         return wrapper
 
     def _patch_sklearn_metrics(self, metrics: ModuleType) -> None:

@@ -28,7 +28,7 @@ from ..errors import InvalidArgumentError
 from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
 from .analysis import CellNames, analyze_cell
 from .instrument import Instrumentation, splice_traceback
-from .writer import Batch, BackgroundWriter, Cells, EndRun, LogArtifact, StartRun
+from .writer import BackgroundWriter, Batch, Cells, EndRun, LogArtifact, StartRun
 
 if TYPE_CHECKING:
     from ..store import Store

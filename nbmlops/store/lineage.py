@@ -191,6 +191,7 @@ class LineageWalker:
                             ArtifactEdgeRow.cell_execution_id.is_not(None),
                         )
                     ):
+                        assert cid is not None
                         self._add_edge(f"cell:{cid}", f"artifact:{aid}", "wrote")
                         next_cells.add(cid)
                 if down:
@@ -201,6 +202,7 @@ class LineageWalker:
                             ArtifactEdgeRow.cell_execution_id.is_not(None),
                         )
                     ):
+                        assert cid is not None
                         self._add_edge(f"artifact:{aid}", f"cell:{cid}", "read")
                         next_cells.add(cid)
             for chunk in _chunks(cells):

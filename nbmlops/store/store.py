@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..config import StoreLocation, resolve_location
@@ -546,7 +546,7 @@ class Store:
         if search:
             pattern = f"%{search}%"
             conds.append(or_(RunRow.name.like(pattern), RunRow.notebook_path.like(pattern)))
-        base: Select[Any] = select(RunRow, ExperimentRow.name).join(
+        base = select(RunRow, ExperimentRow.name).join(
             ExperimentRow, RunRow.experiment_id == ExperimentRow.id
         )
         count_q = select(func.count()).select_from(RunRow).join(
@@ -610,7 +610,8 @@ class Store:
                 .order_by(ArtifactEdgeRow.id)
             ):
                 target = reads if edge.direction == "read" else writes
-                target[edge.cell_execution_id].append(_to_artifact(art))
+                if edge.cell_execution_id is not None:
+                    target[edge.cell_execution_id].append(_to_artifact(art))
             for e in s.scalars(
                 select(EstimatorRow).where(EstimatorRow.cell_execution_id.in_(chunk)).order_by(EstimatorRow.id)
             ):
