@@ -76,3 +76,35 @@ def stderr_text(nb: Any) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_kernels() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+
+
+_postgres = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start a throwaway PostgreSQL (when installed) so the store contract also runs on it."""
+    global _postgres
+    if os.environ.get("NBMLOPS_TEST_POSTGRES_URL") or os.environ.get("NBMLOPS_TEST_NO_POSTGRES"):
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return
+    from ._postgres import ThrowawayPostgres
+
+    server = ThrowawayPostgres()
+    try:
+        url = server.start()
+    except Exception as exc:  # noqa: BLE001 - report, run the SQLite suite anyway
+        print(f"PostgreSQL not started: {exc}")
+        server.stop()
+        return
+    if url:
+        _postgres = server
+        os.environ["NBMLOPS_TEST_POSTGRES_URL"] = url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _postgres is not None:
+        _postgres.stop()
+        os.environ.pop("NBMLOPS_TEST_POSTGRES_URL", None)
