@@ -40,6 +40,18 @@ class StoreLocation:
             return Path(self.url[len(prefix) :])
         return None
 
+    @property
+    def journal_dir(self) -> Path:
+        """Where capture sessions keep their crash journals for this store."""
+        db = self.sqlite_path
+        if db is not None:
+            return db.parent / "journal"
+        import hashlib
+        import tempfile
+
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "nbmlops-journal" / key
+
     def describe(self) -> str:
         """A human-readable location with any password masked."""
         path = self.sqlite_path

@@ -153,15 +153,15 @@ def _failed_cell_index(nb: Any) -> int | None:
 
 def _mark_failed(location: Any, run_id: str) -> None:
     """The kernel ended the run as finished (or died first): record the failure."""
+    from .capture.journal import recover_journals
     from .errors import NbmlopsError
     from .store import Store
 
     try:
         with Store(location) as store:
-            try:
-                store.get_run(run_id)
-            except NbmlopsError:
-                return
-            store.end_run(run_id, "failed")
+            # a kernel that died may have left records only in its crash journal
+            recover_journals(location.journal_dir, store)
+            if store.run_exists(run_id):
+                store.end_run(run_id, "failed")
     except NbmlopsError as exc:
         log.warning("could not mark run %s failed: %s", run_id, exc)

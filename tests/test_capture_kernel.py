@@ -91,6 +91,8 @@ def test_training_notebook_lineage(run_notebook, store: Store, tmp_path: Path) -
     assert (f"artifact:{read_csv.reads[0].id}", c[2], "read") in edges
     assert (c[1], f"artifact:{read_csv.reads[0].id}", "wrote") in edges
     assert any(n.type == "estimator" and n.label == "LogisticRegression (clf)" for n in graph.nodes)
+    # a clean exit leaves no crash journal behind
+    assert list(store.location.journal_dir.glob("*.jsonl")) == []
 
 
 ERROR_CELLS = [
@@ -277,3 +279,28 @@ def test_internal_failure_is_one_warning_never_an_exception(run_notebook, store:
     recorded = store.cell_executions(result.run_id)
     # cells whose pre-hook failed are skipped, the rest recorded; the run goes on
     assert [c.vars_defined for c in recorded][-1] == ["z"]
+
+
+def test_kernel_death_keeps_earlier_cells_and_fails_the_run(run_notebook, store: Store) -> None:
+    result, nb = run_notebook(["a = 1", "b = a + 1", "import os\nos._exit(1)", "c = 3"], name="dies")
+    assert result.status == "failed" and "kernel died" in (result.error or "")
+    run = store.get_run(result.run_id)
+    assert run.status == "failed"
+    recorded = store.cell_executions(result.run_id)
+    assert [c.source for c in recorded] == ["a = 1", "b = a + 1"]
+
+
+def test_runs_dataframe_has_params_and_metrics_columns(run_notebook, store: Store) -> None:
+    import nbmlops
+
+    first, _ = run_notebook(["import nbmlops\nnbmlops.log_param('alpha', 0.1)\nnbmlops.log_metric('rmse', 2.5)"],
+                            name="first")
+    second, _ = run_notebook(["import nbmlops\nnbmlops.log_param('alpha', 0.2)\nnbmlops.log_metric('rmse', 1.5)"],
+                             name="second")
+    frame = nbmlops.runs(store=store)
+    assert list(frame["run_id"]) == [second.run_id, first.run_id]  # newest first
+    assert list(frame["params.alpha"]) == ["0.2", "0.1"]
+    assert list(frame["metrics.rmse"]) == [1.5, 2.5]
+    assert list(frame["name"]) == ["second", "first"]
+    assert list(nbmlops.runs(store=store, notebook="first.ipynb")["run_id"]) == [first.run_id]
+    assert nbmlops.get_run(first.run_id[:8], store=store).params == {"alpha": "0.1"}

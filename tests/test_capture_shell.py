@@ -127,3 +127,50 @@ def test_writer_writes_everything_in_order(tmp_path: Path) -> None:
     writer.close()
     with Store.open(url, tmp_path / "art") as store:
         assert [c.seq for c in store.cell_executions("a" * 32)] == list(range(300))
+
+
+def test_journal_replay_is_idempotent_and_marks_the_run_failed(tmp_path: Path, store: Store) -> None:
+    from nbmlops.capture.journal import Journal, recover_journals
+    from nbmlops.capture.writer import Batch
+    from nbmlops.store import MetricValue
+
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, "c" * 32)
+    journal.append(StartRun("c" * 32, {"name": "crashed", "source": "interactive"}))
+    for i in range(3):
+        journal.append(Cells("c" * 32, [_record(i)]))
+    journal.append(Batch("c" * 32, params={"lr": 0.1}, metrics=[MetricValue("loss", 0.5, 0, 123.0)]))
+    journal.close(delete=False)
+    with open(journal.path, "a") as fh:
+        fh.write('{"op": "Cells", "run_id": "cccc')  # the line the crash cut short
+    # pretend the journal belongs to a process that is gone
+    dead = journal.path.with_name(journal.path.name.replace(f"-{__import__('os').getpid()}-", "-999999999-"))
+    journal.path.rename(dead)
+
+    assert recover_journals(journal_dir, store) == 3
+    assert not dead.exists()
+    run = store.get_run("c" * 32)
+    assert run.status == "failed" and run.params == {"lr": "0.1"} and run.metrics == {"loss": 0.5}
+    assert [c.seq for c in store.cell_executions(run.id)] == [0, 1, 2]
+
+    # a second copy of the same journal adds nothing
+    journal2 = Journal(journal_dir, "c" * 32)
+    journal2.append(StartRun("c" * 32, {"name": "crashed"}))
+    journal2.append(Cells("c" * 32, [_record(0), _record(3)]))
+    journal2.append(Batch("c" * 32, metrics=[MetricValue("loss", 0.5, 0, 123.0)]))
+    journal2.close(delete=False)
+    journal2.path.rename(dead)
+    assert recover_journals(journal_dir, store) == 1
+    assert [c.seq for c in store.cell_executions(run.id)] == [0, 1, 2, 3]
+    assert len(store.metric_history(run.id, "loss")) == 1
+
+
+def test_live_journals_are_left_alone(tmp_path: Path, store: Store) -> None:
+    from nbmlops.capture.journal import Journal, recover_journals
+
+    journal = Journal(tmp_path / "journal", "d" * 32)  # this process is alive
+    journal.append(StartRun("d" * 32, {"name": "alive"}))
+    assert recover_journals(tmp_path / "journal", store) == 0
+    assert journal.path.exists() and not store.run_exists("d" * 32)
+    journal.close(delete=True)
+    assert not journal.path.exists()

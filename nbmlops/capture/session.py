@@ -24,11 +24,23 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
 
+from ..config import StoreLocation, resolve_location
 from ..errors import InvalidArgumentError
 from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
 from .analysis import CellNames, analyze_cell
 from .instrument import Instrumentation, splice_traceback
-from .writer import BackgroundWriter, Batch, Cells, EndRun, LogArtifact, StartRun
+from .journal import Journal
+from .writer import (
+    BackgroundWriter,
+    Batch,
+    Cells,
+    EndRun,
+    LogArtifact,
+    Op,
+    StartRun,
+    UpdateRun,
+    in_thread,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -143,7 +155,8 @@ class CaptureSession(Configurable):
         self._last_definer: dict[str, int] = {}
         self._metric_steps: Counter[str] = Counter()
         self._hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
-        self._location: Any = None
+        self._location: StoreLocation | None = None
+        self._journal: Journal | None = None
         self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
@@ -151,14 +164,34 @@ class CaptureSession(Configurable):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def _open_store(self) -> Store:
-        from ..config import resolve_location
-
+    @property
+    def location(self) -> StoreLocation:
         if self._location is None:
             self._location = resolve_location(self.store_url or None)
-        from ..store import Store
+        return self._location
 
-        return Store(self._location)
+    def _open_store(self) -> Store:
+        """Open the store (writer thread) and replay journals that dead kernels left behind."""
+        from ..store import Store
+        from .journal import recover_journals
+
+        store = Store(self.location)
+        try:
+            recovered = recover_journals(self.location.journal_dir, store)
+            if recovered:
+                log.info("recovered %d cell records from crashed sessions", recovered)
+        except Exception:  # noqa: BLE001 - recovery is best effort, never blocks capture
+            log.debug("journal recovery failed", exc_info=True)
+        return store
+
+    def _submit(self, op: Op) -> None:
+        """Journal the operation (crash safety), then queue it for the writer."""
+        journal = self._journal
+        if journal is not None:
+            if self._writer.pending == 0:
+                journal.truncate()
+            journal.append(op)
+        self._writer.submit(op)
 
     def store(self) -> Store:
         """The session's store for reading (after writing what is pending, briefly)."""
@@ -217,6 +250,8 @@ class CaptureSession(Configurable):
             if getattr(self.shell, _SHELL_ATTR, None) is self:
                 delattr(self.shell, _SHELL_ATTR)
             ok = self._writer.close(timeout=float(self.flush_timeout))
+            if self._journal is not None:
+                self._journal.close(delete=ok and self._writer.pending == 0)
             if not ok and self._writer.pending:
                 print(
                     f"nbmlops: {self._writer.pending} record(s) could not be written to the store "
@@ -274,7 +309,10 @@ class CaptureSession(Configurable):
                 "notebook_hash": notebook_hash(notebook),
             }
 
-        self._writer.submit(StartRun(self.run_id, kwargs, collect))
+        if self._journal is None:
+            self._journal = Journal(self.location.journal_dir, self.run_id)
+        self._submit(StartRun(self.run_id, kwargs))
+        self._submit(UpdateRun(self.run_id, in_thread(collect)))
         self.state = "recording"
         return self.run_id
 
@@ -283,7 +321,7 @@ class CaptureSession(Configurable):
         rid = self.run_id
         if rid is None:
             return None
-        self._writer.submit(EndRun(rid, status, time.time()))
+        self._submit(EndRun(rid, status, time.time()))
         self.run_id = None
         self.state = "stopped"
         self._cell = None
@@ -304,9 +342,7 @@ class CaptureSession(Configurable):
         return self._writer.flush(timeout)
 
     def status(self) -> dict[str, Any]:
-        from ..config import resolve_location
-
-        loc = self._location or resolve_location(self.store_url or None)
+        loc = self.location
         return {
             "state": self.state,
             "run_id": self.run_id,
@@ -332,7 +368,7 @@ class CaptureSession(Configurable):
         if self._cell is not None:
             self._cell.params.update(params)
         else:
-            self._writer.submit(Batch(rid, params=dict(params)))
+            self._submit(Batch(rid, params=dict(params)))
 
     def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
         rid = self._require_run()
@@ -346,14 +382,14 @@ class CaptureSession(Configurable):
         if self._cell is not None:
             self._cell.explicit_metrics.append(metric)
         else:
-            self._writer.submit(Batch(rid, metrics=[metric]))
+            self._submit(Batch(rid, metrics=[metric]))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         rid = self._require_run()
         if self._cell is not None:
             self._cell.tags.update(tags)
         else:
-            self._writer.submit(Batch(rid, tags=dict(tags)))
+            self._submit(Batch(rid, tags=dict(tags)))
 
     def log_artifact(self, path: str | os.PathLike[str], kind: str = "file") -> None:
         rid = self._require_run()
@@ -365,7 +401,7 @@ class CaptureSession(Configurable):
             # written after the cell's record, so that it can link to the cell
             self._pending_artifacts.append(LogArtifact(rid, str(p.resolve()), kind, seq))
         else:
-            self._writer.submit(LogArtifact(rid, str(p.resolve()), kind, None))
+            self._submit(LogArtifact(rid, str(p.resolve()), kind, None))
 
     # -- Tracker protocol (called by the instrumentation wrappers) -------------------------------
 
@@ -539,9 +575,9 @@ class CaptureSession(Configurable):
         )
         self._seq += 1
         self.cells_recorded += 1
-        self._writer.submit(Cells(rid, [record]))
+        self._submit(Cells(rid, [record]))
         for op in self._pending_artifacts:
-            self._writer.submit(op)
+            self._submit(op)
         self._pending_artifacts = []
 
     def _announce_store_state(self) -> None:

@@ -16,6 +16,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,15 +29,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackgroundWriter", "StartRun", "Cells", "Batch", "EndRun", "LogArtifact"]
+__all__ = ["BackgroundWriter", "StartRun", "UpdateRun", "Cells", "Batch", "EndRun", "LogArtifact",
+           "in_thread"]
+
+
+def in_thread(fn: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
+    """Run ``fn`` in a daemon thread; its result (or ``{}`` on failure) arrives in a Future."""
+    future: Future[dict[str, Any]] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn())
+        except Exception:  # noqa: BLE001 - best effort facts
+            log.debug("collecting run facts failed", exc_info=True)
+            future.set_result({})
+
+    threading.Thread(target=work, name="nbmlops-facts", daemon=True).start()
+    return future
 
 
 @dataclass
 class StartRun:
     run_id: str
     kwargs: dict[str, Any]
-    #: called in the writer thread to add environment facts (python, packages, git...)
-    collect: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass
+class UpdateRun:
+    """Run fields computed slowly elsewhere (environment, git): written when ready, without
+    holding back the cell records queued behind it."""
+
+    run_id: str
+    fields: Future[dict[str, Any]]
+
+    @property
+    def ready(self) -> bool:
+        return self.fields.done()
 
 
 @dataclass
@@ -69,7 +97,7 @@ class LogArtifact:
     cell_seq: int | None
 
 
-Op = StartRun | Cells | Batch | EndRun | LogArtifact
+Op = StartRun | UpdateRun | Cells | Batch | EndRun | LogArtifact
 
 
 def _prepare(op: Cells) -> None:
@@ -170,6 +198,9 @@ class BackgroundWriter:
                 if self._stopping and (not self._pending or self.problem):
                     return
                 batch = self._take_batch()
+                if not batch:  # only facts still being collected: wait for them
+                    self._cond.wait(timeout=0.05)
+                    continue
                 self._busy = True
             try:
                 self._write(batch)
@@ -194,8 +225,15 @@ class BackgroundWriter:
                 self._cond.notify_all()
 
     def _take_batch(self) -> list[Op]:
-        """The next operation, or a run of consecutive cell records of one run."""
-        first = self._pending.popleft()
+        """The next ready operation, or a run of consecutive cell records of one run."""
+        index = next(
+            (i for i, op in enumerate(self._pending) if not isinstance(op, UpdateRun) or op.ready),
+            None,
+        )
+        if index is None:
+            return []
+        first = self._pending[index]
+        del self._pending[index]
         batch: list[Op] = [first]
         if isinstance(first, Cells):
             while self._pending and isinstance(self._pending[0], Cells) and \
@@ -216,13 +254,11 @@ class BackgroundWriter:
                     _prepare(op)
                 records.extend(op.records)
             store.record_cells(first.run_id, records)
+        elif isinstance(first, UpdateRun):
+            fields = first.fields.result()
+            if fields:
+                store.update_run(first.run_id, **fields)
         elif isinstance(first, StartRun):
-            if first.collect is not None:
-                try:
-                    first.kwargs.update(first.collect())
-                except Exception:  # noqa: BLE001 - environment facts are best effort
-                    log.debug("collecting the environment failed", exc_info=True)
-                first.collect = None
             try:
                 store.create_run(run_id=first.run_id, **first.kwargs)
             except NbmlopsError as exc:

@@ -203,7 +203,15 @@ class Store:
 
         self._sessions.write(work)
 
-    def end_run(self, run_id: str, status: str = "finished", end_time: float | None = None) -> None:
+    def end_run(
+        self,
+        run_id: str,
+        status: str = "finished",
+        end_time: float | None = None,
+        *,
+        only_if_running: bool = False,
+    ) -> None:
+        """Set a run's final status (``only_if_running``: leave an already ended run alone)."""
         if status not in RUN_STATUSES or status == "running":
             raise InvalidArgumentError(f"cannot end a run with status {status!r}")
 
@@ -211,6 +219,8 @@ class Store:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise NotFoundError(f"no run {run_id}")
+            if only_if_running and row.status != "running":
+                return
             row.status = status
             row.end_time = end_time if end_time is not None else time.time()
 
@@ -223,14 +233,32 @@ class Store:
         params: Mapping[str, Any] | None = None,
         metrics: Sequence[MetricValue] | None = None,
         tags: Mapping[str, Any] | None = None,
+        skip_existing: bool = False,
     ) -> None:
-        """Record params, metrics and tags of a run in one transaction."""
+        """Record params, metrics and tags of a run in one transaction.
+
+        ``skip_existing`` makes a replay idempotent: metric values already stored with the same
+        key, step and timestamp are not added again (params and tags are always upserts).
+        """
         for m in metrics or ():
             if not isinstance(m.value, (int, float)):
                 raise InvalidArgumentError(f"metric {m.key!r} must be a number, not {m.value!r}")
-        self._sessions.write(
-            lambda s: self._log_batch(s, run_id, params=params, metrics=metrics, tags=tags)
-        )
+
+        def work(s: Session) -> None:
+            todo = list(metrics or ())
+            if skip_existing and todo:
+                have = {
+                    (key, step, ts)
+                    for key, step, ts in s.execute(
+                        select(MetricRow.key, MetricRow.step, MetricRow.timestamp).where(
+                            MetricRow.run_id == run_id
+                        )
+                    )
+                }
+                todo = [m for m in todo if (m.key, m.step, m.timestamp) not in have]
+            self._log_batch(s, run_id, params=params, metrics=todo, tags=tags)
+
+        self._sessions.write(work)
 
     def _log_batch(
         self,
@@ -264,11 +292,29 @@ class Store:
 
     # -- cell executions ------------------------------------------------------------------------
 
-    def record_cells(self, run_id: str, records: Sequence[CellRecord]) -> list[int]:
-        """Write cell executions with their variables, I/O, models, metrics; return their ids."""
+    def record_cells(
+        self, run_id: str, records: Sequence[CellRecord], *, skip_existing: bool = False
+    ) -> list[int]:
+        """Write cell executions with their variables, I/O, models, metrics; return their ids.
+
+        ``skip_existing`` makes a replay idempotent: records whose ``seq`` the run already has
+        are left out.
+        """
         if not records:
             return []
-        return self._sessions.write(lambda s: [self._record_cell(s, run_id, r) for r in records])
+
+        def work(s: Session) -> list[int]:
+            todo = list(records)
+            if skip_existing:
+                have = self._cell_ids_by_seq(s, run_id, [r.seq for r in todo])
+                todo = [r for r in todo if r.seq not in have]
+            return [self._record_cell(s, run_id, r) for r in todo]
+
+        return self._sessions.write(work)
+
+    def run_exists(self, run_id: str) -> bool:
+        with self._sessions.read() as s:
+            return s.get(RunRow, run_id) is not None
 
     def _cell_ids_by_seq(self, s: Session, run_id: str, seqs: Iterable[int]) -> dict[int, int]:
         wanted = sorted(set(seqs))
