@@ -132,6 +132,7 @@ class BackgroundWriter:
         max_pending: int = 20_000,
         retry_initial: float = 0.25,
         retry_max: float = 15.0,
+        linger: float = 0.05,
     ) -> None:
         self._open_store = open_store
         self._store: Store | None = None
@@ -142,6 +143,10 @@ class BackgroundWriter:
         self.max_pending = max_pending
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        #: Seconds the writer waits after the first new operation to write a batch at once
+        #: (group commit: back-to-back cells cost one transaction, not one each).
+        self.linger = linger
+        self._flushing = 0
         #: Last failure as a one-line message, None while writes succeed.
         self.problem: str | None = None
         self.failures = 0
@@ -171,8 +176,12 @@ class BackgroundWriter:
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
         with self._cond:
+            self._flushing += 1
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+            try:
+                return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 10.0) -> bool:
         """Write what is pending (up to ``timeout``), stop the thread, close the store."""
@@ -197,6 +206,9 @@ class BackgroundWriter:
                 self._cond.wait_for(lambda: self._pending or self._stopping)
                 if self._stopping and (not self._pending or self.problem):
                     return
+                if self.linger and not (self._stopping or self._flushing):
+                    # the crash journal holds these already: gather a few more cells
+                    self._cond.wait_for(lambda: self._stopping or self._flushing > 0, self.linger)
                 batch = self._take_batch()
                 if not batch:  # only facts still being collected: wait for them
                     self._cond.wait(timeout=0.05)
