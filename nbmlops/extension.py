@@ -36,7 +36,8 @@ def load_ipython_extension(shell: Any) -> None:
     try:
         from .magics import MlopsMagics
 
-        shell.register_magics(MlopsMagics)
+        if "mlops" not in shell.magics_manager.magics.get("line", {}):
+            shell.register_magics(MlopsMagics)
     except Exception as exc:  # noqa: BLE001
         print(f"nbmlops warning: %mlops magics unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,6 @@ from IPython.core.magic_arguments import (
     argument,
     kwds,
     magic_arguments,
-    parse_argstring,
 )
 from IPython.utils.process import arg_split
 from traitlets import Bool, Int
@@ -296,7 +296,7 @@ class _HelpAction(argparse.Action):
     """``-h/--help``: stop parsing and show the help of the (sub)parser it belongs to."""
 
     def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
-                 default: Any = argparse.SUPPRESS, help: str = "show this help") -> None:  # noqa: A002
+                 default: Any = argparse.SUPPRESS, help: str = "show this help") -> None:
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
@@ -335,8 +335,9 @@ _subcommand_parsers = _SubcommandParsers(SUBCOMMANDS)
 
 
 def _split(line: str) -> list[str]:
+    """Shell-like words: quotes group and are removed (Windows rules on Windows, like ``%run``)."""
     try:
-        return arg_split(line, strict=True)
+        return arg_split(line, posix=os.name == "posix", strict=True)
     except ValueError as exc:
         raise UsageError(f"%mlops: cannot read the arguments ({exc})") from None
 
@@ -390,7 +391,9 @@ class MlopsMagics(Magics, Configurable):
         if name is not None and name not in SUBCOMMANDS:
             raise _unknown_subcommand(name)
         try:
-            args = parse_argstring(self.mlops, line)
+            # the parser @magic_arguments built; words split here so that quotes are removed
+            # (parse_argstring keeps them: `start "my run"` would name the run '"my run"')
+            args = self.mlops.parser.parse_args(argv)
         except _HelpRequested as shown:
             print(shown.text.rstrip())
             return None

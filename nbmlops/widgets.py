@@ -16,13 +16,14 @@ import functools
 import hashlib
 import html
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._format import (
     comparison_table,
+    environment_summary,
     format_duration,
     format_size,
     format_timestamp,
@@ -31,6 +32,7 @@ from ._format import (
     pick_metric_keys,
     render_table,
     run_details,
+    runs_table,
     short_id,
     truncate,
 )
@@ -62,7 +64,7 @@ __all__ = [
     "lineage_html",
 ]
 
-EMPTY = "–"
+EMPTY = "-"
 FONT = "var(--jp-ui-font-family, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif)"
 MONO = "var(--jp-code-font-family, SFMono-Regular, Menlo, Consolas, monospace)"
 BORDER = "var(--jp-border-color2, #d0d7de)"
@@ -282,10 +284,16 @@ def run_columns(metric_keys: Sequence[str], current_run_id: str | None = None) -
                numeric=True, width=80),
         Column("cells", "Cells", lambda r: _value(r.cell_count), lambda r: r.cell_count, numeric=True, width=60),
     ]
-    for k in metric_keys:
-        cols.append(Column(f"metric:{k}", k, lambda r, k=k: _value(r.metrics.get(k)),
-                           lambda r, k=k: r.metrics.get(k), numeric=True, width=max(80, 8 * len(k) + 24)))
+    cols.extend(_metric_column(k) for k in metric_keys)
     return cols
+
+
+def _metric_column(key: str) -> Column:
+    def value(r: Run) -> float | None:
+        return r.metrics.get(key)
+
+    return Column(f"metric:{key}", key, lambda r: _value(value(r)), value, numeric=True,
+                  width=max(80, 8 * len(key) + 24))
 
 
 def sort_runs(runs: Sequence[Run], column: Column, descending: bool = False) -> list[Run]:
@@ -352,19 +360,20 @@ class RunsView(View):
         return run_columns(self.metric_keys, self.current_run_id)
 
     def text(self) -> str:
-        from ._format import runs_table
-
         if not self.runs:
             return "no runs recorded yet"
-        return f"{runs_table(self.runs, metric_keys=self.metric_keys)}\n\n" \
-               f"{_count_note(len(self.runs), self.total, 'run')}"
+        table = runs_table(self.runs, metric_keys=self.metric_keys)
+        return f"{table}\n\n{_count_note(len(self.runs), self.total, 'run')}"
 
     def html(self) -> str:
         return runs_html(self.runs, metric_keys=self.metric_keys, current_run_id=self.current_run_id,
                          total=self.total)
 
     def widget(self) -> ipywidgets.VBox:
-        """A ``VBox`` of header buttons over the HTML table; a click sorts by that column."""
+        """A ``VBox`` of header buttons over the HTML table; a click sorts by that column.
+
+        Numbers and dates sort largest first; a second click on a header reverses the order.
+        """
         import ipywidgets as w
 
         cols = self.columns()
@@ -383,8 +392,11 @@ class RunsView(View):
                 b.description = c.header + arrow
 
         def sort_by(key: str) -> None:
-            state["descending"] = not state["descending"] if state["key"] == key else False
-            state["key"] = key
+            if state["key"] == key:
+                state["descending"] = not state["descending"]
+            else:  # numbers and dates: largest/newest first
+                col = next(c for c in cols if c.key == key)
+                state["key"], state["descending"] = key, col.numeric or key == "start"
             render()
 
         for c in cols:
@@ -435,8 +447,6 @@ def _kv_table(title: str, values: Mapping[str, Any]) -> Markup:
 
 def run_html(run: Run) -> str:
     """One run: its fields, then its params, metrics and tags side by side."""
-    from ._format import environment_summary
-
     env = environment_summary(run.environment)
     git = EMPTY
     if run.git_commit:
@@ -663,82 +673,111 @@ class HistoryView(View):
 # -- lineage ------------------------------------------------------------------------------------
 
 
-def lineage_layers(graph: LineageGraph) -> list[list[str]]:
-    """Node ids in layers, left to right: every edge points to a later layer (cycles broken).
+@dataclass
+class _Layout:
+    """Layers of node ids (virtual ``\\x00``-prefixed ids stand for long edges passing through),
+    the DAG edges kept, and the chain of virtual ids each long edge passes through."""
 
-    Longest-path layering from the sources; a source is then pulled right next to its first
-    consumer so an input file sits beside the cell that reads it. Within a layer nodes are
-    ordered by the mean position of their neighbours (a few barycentre sweeps) to keep edges
-    from crossing.
-    """
+    layers: list[list[str]]
+    edges: list[tuple[str, str]]
+    chains: dict[tuple[str, str], list[str]]
+
+
+def _is_virtual(node_id: str) -> bool:
+    return node_id.startswith("\x00")
+
+
+def _layout(graph: LineageGraph) -> _Layout:
     ids = [n.id for n in graph.nodes]
+    known = set(ids)
     for e in graph.edges:
         for nid in (e.source, e.target):
-            if nid not in ids:
+            if nid not in known:
+                known.add(nid)
                 ids.append(nid)
     index = {nid: i for i, nid in enumerate(ids)}
     succ: dict[str, list[str]] = defaultdict(list)
     for e in graph.edges:
         if e.source != e.target and e.target not in succ[e.source]:
             succ[e.source].append(e.target)
-    # break cycles: drop edges back to a node on the DFS stack
+    # break cycles: drop the edges that lead back to a node on the DFS stack
     dag: dict[str, list[str]] = defaultdict(list)
     state: dict[str, int] = {}
     for start in ids:
         if start in state:
             continue
-        stack: list[tuple[str, int]] = [(start, 0)]
         state[start] = 1
+        stack: list[tuple[str, int]] = [(start, 0)]
         while stack:
             node, i = stack[-1]
             kids = succ.get(node, [])
-            if i < len(kids):
-                stack[-1] = (node, i + 1)
-                child = kids[i]
-                if state.get(child) == 1:
-                    continue  # back edge
-                dag[node].append(child)
-                if child not in state:
-                    state[child] = 1
-                    stack.append((child, 0))
-            else:
+            if i == len(kids):
                 state[node] = 2
                 stack.pop()
+                continue
+            stack[-1] = (node, i + 1)
+            child = kids[i]
+            if state.get(child) == 1:
+                continue
+            dag[node].append(child)
+            if child not in state:
+                state[child] = 1
+                stack.append((child, 0))
     pred: dict[str, list[str]] = defaultdict(list)
     for u, vs in dag.items():
         for v in vs:
             pred[v].append(u)
     # longest path from the sources, in topological order
     indeg = {nid: len(pred[nid]) for nid in ids}
-    queue = [nid for nid in ids if indeg[nid] == 0]
-    order: list[str] = []
+    queue = deque(nid for nid in ids if indeg[nid] == 0)
+    layer = dict.fromkeys(ids, 0)
     while queue:
-        node = queue.pop(0)
-        order.append(node)
+        node = queue.popleft()
         for v in dag.get(node, []):
+            layer[v] = max(layer[v], layer[node] + 1)
             indeg[v] -= 1
             if indeg[v] == 0:
                 queue.append(v)
-    layer = {nid: 0 for nid in ids}
-    for node in order:
-        for v in dag.get(node, []):
-            layer[v] = max(layer[v], layer[node] + 1)
-    for node in ids:
+    for node in ids:  # pull each source next to its first consumer
         if not pred[node] and dag.get(node):
             layer[node] = max(0, min(layer[v] for v in dag[node]) - 1)
     depth = max(layer.values(), default=-1) + 1
     layers: list[list[str]] = [[] for _ in range(depth)]
     for nid in ids:
         layers[layer[nid]].append(nid)
-    # barycentre ordering, alternating downward and upward sweeps
-    neighbours_before = pred
-    neighbours_after = dag
+    # long edges pass through one virtual node per layer they cross
+    before: dict[str, list[str]] = defaultdict(list)
+    after: dict[str, list[str]] = defaultdict(list)
+    chains: dict[tuple[str, str], list[str]] = {}
+    edges = [(u, v) for u in ids for v in dag.get(u, [])]
+    for u, v in edges:
+        chain = [f"\x00{u}>{v}#{k}" for k in range(layer[u] + 1, layer[v])]
+        for k, vid in zip(range(layer[u] + 1, layer[v]), chain, strict=True):
+            layers[k].append(vid)
+            index[vid] = len(index)
+        chains[(u, v)] = chain
+        path = [u, *chain, v]
+        for a, b in zip(path, path[1:], strict=False):
+            after[a].append(b)
+            before[b].append(a)
+    # order within layers by the mean position of neighbours (barycentre sweeps)
     for _ in range(4):
         for i in range(1, depth):
-            _order_layer(layers[i], layers[i - 1], neighbours_before, index)
+            _order_layer(layers[i], layers[i - 1], before, index)
         for i in range(depth - 2, -1, -1):
-            _order_layer(layers[i], layers[i + 1], neighbours_after, index)
-    return layers
+            _order_layer(layers[i], layers[i + 1], after, index)
+    return _Layout(layers, edges, chains)
+
+
+def lineage_layers(graph: LineageGraph) -> list[list[str]]:
+    """Node ids in layers, left to right: every edge points to a later layer (cycles broken).
+
+    Longest-path layering from the sources; a source is then pulled right next to its first
+    consumer so an input file sits beside the cell that reads it. Within a layer nodes are
+    ordered by the mean position of their neighbours (a few barycentre sweeps, with long edges
+    represented in every layer they cross) to keep edges from crossing.
+    """
+    return [[n for n in layer if not _is_virtual(n)] for layer in _layout(graph).layers]
 
 
 def _order_layer(nodes: list[str], fixed: list[str], neighbours: Mapping[str, list[str]],
@@ -807,72 +846,100 @@ def _node_tooltip(node: LineageNode | None, node_id: str) -> str:
     return "\n".join(lines)
 
 
-_BOX_H, _V_GAP, _H_GAP, _PAD, _CHAR_W = 42, 16, 64, 12, 7.0
+_BOX_H, _VIRTUAL_H, _V_GAP, _H_GAP, _PAD, _CHAR_W = 42, 6, 16, 96, 12, 7.0
+_LABEL_CHAR_W = 5.6
+
+
+def _curve(x1: float, y1: float, x2: float, y2: float) -> str:
+    """A cubic segment leaving and entering horizontally."""
+    dx = (x2 - x1) / 2
+    return f" C{x1 + dx:.1f},{y1:.1f} {x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
 
 
 def lineage_svg(graph: LineageGraph, *, max_nodes: int = 300) -> str:
     """The graph drawn left to right: rounded boxes coloured by type, arrows along the edges."""
     nodes = {n.id: n for n in graph.nodes}
     graph = _trim(graph, max_nodes)
-    layers = lineage_layers(graph)
+    layout = _layout(graph)
     widths: list[float] = []
     lines: dict[str, tuple[str, str]] = {}
-    for layer in layers:
+    for layer in layout.layers:
         w = 120.0
         for nid in layer:
+            if _is_virtual(nid):
+                continue
             cap, main = _node_lines(nodes.get(nid), nid)
             lines[nid] = (truncate(cap, 40), truncate(main, 36))
             w = max(w, _CHAR_W * max(len(lines[nid][0]) * 0.85, len(lines[nid][1])) + 20)
         widths.append(min(w, 290.0))
-    tallest = max((len(layer) for layer in layers), default=0)
-    height = _PAD * 2 + tallest * _BOX_H + max(tallest - 1, 0) * _V_GAP
-    boxes: dict[str, tuple[float, float, float]] = {}  # id -> (x, y, w)
+
+    def slot(nid: str) -> float:
+        return (_VIRTUAL_H + _V_GAP / 2) if _is_virtual(nid) else (_BOX_H + _V_GAP)
+
+    columns = [sum(slot(n) for n in layer) - _V_GAP for layer in layout.layers]
+    height = _PAD * 2 + max(columns, default=0)
+    boxes: dict[str, tuple[float, float, float]] = {}  # id -> (x, y of the middle, width)
     x = float(_PAD)
-    for layer, w in zip(layers, widths, strict=True):
-        column_h = len(layer) * _BOX_H + max(len(layer) - 1, 0) * _V_GAP
+    for layer, w, column_h in zip(layout.layers, widths, columns, strict=True):
         y = _PAD + (height - 2 * _PAD - column_h) / 2
         for nid in layer:
-            boxes[nid] = (x, y, w)
-            y += _BOX_H + _V_GAP
+            h = _VIRTUAL_H if _is_virtual(nid) else _BOX_H
+            boxes[nid] = (x, y + h / 2, w)
+            y += slot(nid)
         x += w + _H_GAP
     width = x - _H_GAP + _PAD
     uid = hashlib.sha1(repr((graph.root, sorted(boxes))).encode()).hexdigest()[:10]
     marker = f"nbmlops-arrow-{uid}"
 
-    # edges (several variables between the same two cells become one labelled edge)
-    labels: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # edges (several variables passed between the same two cells become one labelled edge)
+    labels: dict[tuple[str, str], list[str]] = {}
     for e in graph.edges:
         if e.source in boxes and e.target in boxes and e.source != e.target:
-            if e.label not in ("wrote", "read", "fitted", "defined", "used"):
-                labels[(e.source, e.target)].append(e.label)
-            else:
-                labels.setdefault((e.source, e.target), [])
+            names = labels.setdefault((e.source, e.target), [])
+            if e.label not in ("wrote", "read", "fitted", "defined", "used") and e.label not in names:
+                names.append(e.label)
     edge_parts: list[str] = []
     for (src, dst), names in labels.items():
         sx, sy, sw = boxes[src]
         tx, ty, _ = boxes[dst]
-        x1, y1 = sx + sw, sy + _BOX_H / 2
-        x2, y2 = tx - 2, ty + _BOX_H / 2
-        if x2 <= x1:  # a cycle's back edge: loop under the boxes
-            low = max(sy, ty) + _BOX_H + _V_GAP / 2
-            path = f"M{x1:.1f},{y1:.1f} C{x1 + 40:.1f},{low:.1f} {x2 - 40:.1f},{low:.1f} {x2:.1f},{y2:.1f}"
+        x1, x2 = sx + sw, tx - 2
+        chain = layout.chains.get((src, dst))
+        if chain is None:  # a cycle's back edge: loop below both boxes
+            low = max(sy, ty) + _BOX_H / 2 + _V_GAP / 2
+            path = f"M{x1:.1f},{sy:.1f} C{x1 + 40:.1f},{low:.1f} {x2 - 40:.1f},{low:.1f} {x2:.1f},{ty:.1f}"
+            label_at, room = ((x1 + x2) / 2, low - 4), 200.0
         else:
-            dx = (x2 - x1) / 2
-            path = f"M{x1:.1f},{y1:.1f} C{x1 + dx:.1f},{y1:.1f} {x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-        edge_parts.append(f'<path d="{path}" fill="none" stroke="currentColor" stroke-opacity="0.45" '
-                          f'stroke-width="1.3" marker-end="url(#{marker})"/>')
+            path = f"M{x1:.1f},{sy:.1f}"
+            cx, cy = x1, sy
+            for vid in chain:
+                vx, vy, vw = boxes[vid]
+                path += _curve(cx, cy, vx, vy) + f" L{vx + vw:.1f},{vy:.1f}"
+                cx, cy = vx + vw, vy
+            path += _curve(cx, cy, x2, ty)
+            if chain:  # label the straight stretch through the middle layer crossed
+                vx, vy, vw = boxes[chain[len(chain) // 2]]
+                label_at, room = (vx + vw / 2, vy - 4), vw
+            else:
+                label_at, room = ((x1 + x2) / 2, (sy + ty) / 2 - 5), x2 - x1 - 8
+        hover = f"{_short_label(nodes.get(src), src)} → {_short_label(nodes.get(dst), dst)}"
         if names:
-            text = truncate(", ".join(sorted(set(names))), 24)
-            mx, my = (x1 + x2) / 2, (y1 + y2) / 2 - 4
+            hover += f": {', '.join(names)}"
+        edge_parts.append(f'<path d="{path}" fill="none" stroke="currentColor" stroke-opacity="0.45" '
+                          f'stroke-width="1.3" marker-end="url(#{marker})"><title>{esc(hover)}</title></path>')
+        if names:
             edge_parts.append(
-                f'<text x="{mx:.1f}" y="{my:.1f}" text-anchor="middle" font-size="10" fill="currentColor" '
-                f'fill-opacity="0.75" paint-order="stroke" stroke="var(--jp-layout-color0, #fff)" '
-                f'stroke-width="3">{esc(text)}<title>{esc(", ".join(sorted(set(names))))}</title></text>'
+                f'<text x="{label_at[0]:.1f}" y="{label_at[1]:.1f}" text-anchor="middle" font-size="10" '
+                f'fill="currentColor" fill-opacity="0.8" paint-order="stroke" '
+                f'stroke="var(--jp-layout-color0, #fff)" stroke-width="3">{esc(truncate(", ".join(names), max(int(room / _LABEL_CHAR_W), 4)))}'
+                f"<title>{esc(hover)}</title></text>"
             )
 
     node_parts: list[str] = []
     bold = ' font-weight="600"'
-    for nid, (bx, by, bw) in boxes.items():
+    for nid, (bx, mid, bw) in boxes.items():
+        if _is_virtual(nid):
+            continue
+        by = mid - _BOX_H / 2
         node = nodes.get(nid)
         fill, stroke, _ = NODE_STYLES[_node_style_key(node)]
         cap, main = lines[nid]
@@ -893,6 +960,10 @@ def lineage_svg(graph: LineageGraph, *, max_nodes: int = 300) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" role="img" '
             f'aria-label="lineage graph">{defs}{"".join(edge_parts)}{"".join(node_parts)}</svg>')
+
+
+def _short_label(node: LineageNode | None, node_id: str) -> str:
+    return truncate(node.label, 40) if node is not None else node_id
 
 
 def _svg_font(node: LineageNode | None) -> str:

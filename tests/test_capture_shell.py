@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 from nbmlops.capture.session import active_session
 from nbmlops.capture.writer import BackgroundWriter, Cells, StartRun
@@ -22,7 +23,10 @@ def shell(monkeypatch: pytest.MonkeyPatch, store_url: str, tmp_path: Path) -> It
     monkeypatch.setenv("NBMLOPS_STORE_URL", store_url)
     monkeypatch.setenv("NBMLOPS_ARTIFACT_URL", str(tmp_path / "store" / "artifacts"))
     monkeypatch.chdir(tmp_path)
-    sh = InteractiveShell.instance()
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = Config()
+    config.HistoryManager.enabled = False
+    sh = InteractiveShell.instance(config=config)
     yield sh
     sh.run_line_magic("unload_ext", "nbmlops")
     InteractiveShell.clear_instance()

@@ -206,10 +206,40 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+_MIGRATION_LOCK_KEY = 7_027_274_101  # pg_advisory_xact_lock key: one migrator at a time
+
+
+def _check_revision(conn: Any, script: Any, head: str, location: StoreLocation) -> str | None:
+    """The store's revision; refuse foreign databases and stores from a newer nbmlops."""
+    from alembic.runtime.migration import MigrationContext
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        tables = set(inspect(conn).get_table_names())
+        if tables:
+            raise StoreCorruptError(
+                f"{location.describe()} holds tables ({', '.join(sorted(tables)[:5])}) but "
+                "no nbmlops schema version; nbmlops left it untouched. "
+                "Point NBMLOPS_STORE_URL at an nbmlops store or an empty database."
+            )
+    elif current != head:
+        try:
+            script.get_revision(current)
+        except Exception:
+            raise StoreVersionError(
+                f"store {location.describe()} has schema version {current}, written by a newer "
+                f"nbmlops than this one (which knows up to {head}). Upgrade nbmlops: "
+                "pip install -U nbmlops. The store was left untouched."
+            ) from None
+    return current
+
+
 def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = True) -> str:
     """Create or upgrade the schema to head; refuse a store from a newer nbmlops.
 
-    Returns the revision the store is at afterwards.
+    Several processes may open a new store at once: the migration runs in one exclusive
+    transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) that checks the
+    revision again before changing anything. Returns the revision the store is at afterwards.
     """
     from alembic import command
     from alembic.script import ScriptDirectory
@@ -217,33 +247,31 @@ def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = Tr
     cfg = _alembic_config()
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    try:
-        current = current_revision(engine)
-        if current is None:
-            tables = set(inspect(engine).get_table_names())
-            if tables:
-                raise StoreCorruptError(
-                    f"{location.describe()} holds tables ({', '.join(sorted(tables)[:5])}) but "
-                    "no nbmlops schema version; nbmlops left it untouched. "
-                    "Point NBMLOPS_STORE_URL at an nbmlops store or an empty database."
-                )
-        elif current != head:
-            try:
-                script.get_revision(current)
-            except Exception:
-                raise StoreVersionError(
-                    f"store {location.describe()} has schema version {current}, written by a newer "
-                    f"nbmlops than this one (which knows up to {head}). Upgrade nbmlops: "
-                    "pip install -U nbmlops. The store was left untouched."
-                ) from None
-        if current != head:
+    assert head is not None
+    deadline = time.monotonic() + max(5.0, busy_timeout_ms() / 1000.0)
+    attempt = 0
+    while True:
+        try:
+            with engine.connect() as conn:
+                current = _check_revision(conn, script, head, location)
+            if current == head:
+                return head
             if not upgrade:
                 return current or "empty"
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-            log.info("store %s migrated from %s to %s", location.describe(), current, head)
-    except SQLAlchemyError as exc:
-        raise map_db_error(exc, location) from exc
-    assert head is not None
-    return head
+            with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+                current = _check_revision(conn, script, head, location)
+                if current != head:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    log.info("store %s migrated from %s to %s", location.describe(), current, head)
+            return head
+        except OperationalError as exc:
+            if is_locked_error(exc) and time.monotonic() < deadline:
+                attempt += 1
+                time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+                continue
+            raise map_db_error(exc, location) from exc
+        except SQLAlchemyError as exc:
+            raise map_db_error(exc, location) from exc

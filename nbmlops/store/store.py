@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 import uuid
@@ -78,6 +79,31 @@ def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]
         yield items[i : i + n]
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _insert_ignore(s: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """INSERT that does nothing when a unique key already exists (another writer won the race)."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        s.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        s.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
+    else:  # other backends: a savepoint around a plain insert
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with s.begin_nested():
+                s.add(model(**values))
+        except IntegrityError:
+            pass
+
+
 def _to_artifact(row: ArtifactRow) -> Artifact:
     return Artifact(
         id=row.id,
@@ -130,12 +156,12 @@ class Store:
     def _experiment_id(self, session: Session, name: str) -> int:
         if name in self._experiment_ids:
             return self._experiment_ids[name]
-        exp_id = session.scalar(select(ExperimentRow.id).where(ExperimentRow.name == name))
+        query = select(ExperimentRow.id).where(ExperimentRow.name == name)
+        exp_id = session.scalar(query)
         if exp_id is None:
-            row = ExperimentRow(name=name, created_at=time.time())
-            session.add(row)
-            session.flush()
-            exp_id = row.id
+            _insert_ignore(session, ExperimentRow, {"name": name, "created_at": time.time()})
+            exp_id = session.scalar(query)
+        assert exp_id is not None
         self._experiment_ids[name] = exp_id
         return exp_id
 
@@ -241,8 +267,10 @@ class Store:
         key, step and timestamp are not added again (params and tags are always upserts).
         """
         for m in metrics or ():
-            if not isinstance(m.value, (int, float)):
-                raise InvalidArgumentError(f"metric {m.key!r} must be a number, not {m.value!r}")
+            if not _finite(m.value):
+                raise InvalidArgumentError(
+                    f"metric {m.key!r} must be a finite number, not {m.value!r}"
+                )
 
         def work(s: Session) -> None:
             todo = list(metrics or ())
@@ -329,22 +357,21 @@ class Store:
         return out
 
     def _artifact_id(self, s: Session, io: ArtifactIO) -> int:
-        row = s.scalar(
-            select(ArtifactRow).where(
-                ArtifactRow.uri == io.uri, ArtifactRow.fingerprint == io.fingerprint
-            )
+        query = select(ArtifactRow).where(
+            ArtifactRow.uri == io.uri, ArtifactRow.fingerprint == io.fingerprint
         )
+        row = s.scalar(query)
         if row is None:
-            row = ArtifactRow(
-                uri=io.uri,
-                kind=io.kind,
-                fingerprint=io.fingerprint,
-                size=io.size,
-                schema=io.schema,
-                created_at=time.time(),
-            )
-            s.add(row)
-            s.flush()
+            _insert_ignore(s, ArtifactRow, {
+                "uri": io.uri,
+                "kind": io.kind,
+                "fingerprint": io.fingerprint,
+                "size": io.size,
+                "schema": io.schema,
+                "created_at": time.time(),
+            })
+            row = s.scalar(query)
+            assert row is not None
         elif io.schema and not row.schema:
             row.schema = io.schema
         if io.kind != "file" and row.kind == "file":
@@ -354,8 +381,7 @@ class Store:
     def _record_cell(self, s: Session, run_id: str, r: CellRecord) -> int:
         h = source_hash(r.source)
         if s.get(CellSourceRow, h) is None:
-            s.add(CellSourceRow(hash=h, source=r.source))
-            s.flush()
+            _insert_ignore(s, CellSourceRow, {"hash": h, "source": r.source})
         row = CellExecutionRow(
             run_id=run_id,
             seq=r.seq,
@@ -406,8 +432,10 @@ class Store:
             )
             for e in r.estimators
         )
+        # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell record
+        metrics = [m for m in r.metrics if _finite(m.value)]
         self._log_batch(
-            s, run_id, params=r.params, metrics=r.metrics, tags=r.tags, cell_execution_id=cid
+            s, run_id, params=r.params, metrics=metrics, tags=r.tags, cell_execution_id=cid
         )
         return cid
 
