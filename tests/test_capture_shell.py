@@ -178,3 +178,31 @@ def test_live_journals_are_left_alone(tmp_path: Path, store: Store) -> None:
     assert journal.path.exists() and not store.run_exists("d" * 32)
     journal.close(delete=True)
     assert not journal.path.exists()
+
+
+def test_a_record_the_store_refuses_is_dropped_not_retried_forever(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    writer = BackgroundWriter(lambda: Store.open(url, tmp_path / "art"), linger=0)
+    writer.submit(Cells("f" * 32, [_record(0)]))  # no such run: a foreign-key violation
+    writer.submit(StartRun("a" * 32, {"name": "fine"}))
+    writer.submit(Cells("a" * 32, [_record(0)]))
+    assert writer.flush(timeout=10)
+    assert writer.rejected == 1 and "refused" in (writer.rejection or "")
+    assert writer.problem is None
+    writer.close()
+    with Store.open(url, tmp_path / "art") as store:
+        assert [c.seq for c in store.cell_executions("a" * 32)] == [0]
+
+
+def test_unknown_run_source_falls_back_to_interactive(
+    shell: InteractiveShell, store: Store, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NBMLOPS_RUN_SOURCE", "benchmark")
+    shell.run_line_magic("load_ext", "nbmlops")
+    session = active_session()
+    assert session is not None and shell.run_cell("a = 1").success
+    assert session.flush(timeout=10)
+    assert "unknown run source 'benchmark'" in capsys.readouterr().err
+    run = store.get_run(session.run_id)
+    assert run.source == "interactive" and run.cell_count == 1

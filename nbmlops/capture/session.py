@@ -26,7 +26,7 @@ from traitlets.config import Configurable
 
 from ..config import StoreLocation, resolve_location
 from ..errors import InvalidArgumentError
-from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
+from ..store.entities import RUN_SOURCES, ArtifactIO, CellRecord, Estimator, MetricValue
 from .analysis import CellNames, analyze_cell
 from .instrument import Instrumentation, splice_traceback
 from .journal import Journal
@@ -149,6 +149,7 @@ class CaptureSession(Configurable):
         self.cells_recorded = 0
         self.internal_errors: Counter[str] = Counter()
         self._warned_internal = False
+        self._warned_rejection = False
         self._announced_problem: str | None = None
         self._cell: _CellState | None = None
         self._seq = 0
@@ -275,6 +276,10 @@ class CaptureSession(Configurable):
 
         if self.run_id is not None:
             self.stop()
+        source = source or self.source
+        if source not in RUN_SOURCES:
+            self._warn(f"unknown run source {source!r}; recording as 'interactive'")
+            source = "interactive"
         notebook = find_notebook_path(self.user_ns)
         default_name = (
             Path(notebook).stem if notebook else f"ipython-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -289,7 +294,7 @@ class CaptureSession(Configurable):
         kwargs: dict[str, Any] = {
             "name": self.run_name,
             "experiment": self.run_experiment,
-            "source": source or self.source,
+            "source": source,
             "notebook_path": notebook,
             "tags": dict(tags or {}),
             "params": dict(params or {}),
@@ -352,7 +357,7 @@ class CaptureSession(Configurable):
             "store": loc.describe(),
             "pending_writes": self._writer.pending,
             "store_problem": self._writer.problem,
-            "dropped_records": self._writer.dropped,
+            "dropped_records": self._writer.dropped + self._writer.rejected,
             "internal_errors": sum(self.internal_errors.values()),
         }
 
@@ -581,6 +586,13 @@ class CaptureSession(Configurable):
         self._pending_artifacts = []
 
     def _announce_store_state(self) -> None:
+        rejection = self._writer.rejection
+        if rejection and not self._warned_rejection:
+            self._warned_rejection = True
+            self._warn(
+                f"the lineage store refused a record ({rejection}); it was dropped. Your notebook "
+                "is unaffected; see %mlops status for the count."
+            )
         problem = self._writer.problem
         if problem and self._announced_problem is None:
             self._announced_problem = problem

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbmlopsError
+from ..errors import NbmlopsError, StoreError
 from ..fingerprint import fingerprint_file
 from ..store.entities import CellRecord, MetricValue
 
@@ -100,6 +100,16 @@ class LogArtifact:
 Op = StartRun | UpdateRun | Cells | Batch | EndRun | LogArtifact
 
 
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the store is away (locked, unwritable, corrupt until fixed), not wrong."""
+    return isinstance(exc, (StoreError, OSError))
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc) if isinstance(exc, NbmlopsError) else f"{type(exc).__name__}: {exc}"
+    return (msg.splitlines()[0] if msg else "") or type(exc).__name__
+
+
 def _prepare(op: Cells) -> None:
     """Fill in file fingerprints (in this thread, so that cells never wait on hashing)."""
     for rec in op.records:
@@ -151,6 +161,9 @@ class BackgroundWriter:
         self.problem: str | None = None
         self.failures = 0
         self.dropped = 0
+        #: Records the store refused as invalid (not retried) and the last reason.
+        self.rejected = 0
+        self.rejection: str | None = None
         self.written_ops = 0
         self._thread = threading.Thread(target=self._loop, name="nbmlops-writer", daemon=True)
         self._thread.start()
@@ -217,13 +230,23 @@ class BackgroundWriter:
             try:
                 self._write(batch)
             except Exception as exc:  # noqa: BLE001 - the writer must never die
+                if not _transient(exc):
+                    # retrying cannot help (an inconsistent record, a bug): drop it, say so once
+                    with self._cond:
+                        self._busy = False
+                        self.rejected += sum(len(op.records) if isinstance(op, Cells) else 1
+                                             for op in batch)
+                        self.rejection = _one_line(exc)
+                        self._cond.notify_all()
+                    log.warning("nbmlops dropped a record the store refused: %s", self.rejection,
+                                exc_info=exc)
+                    continue
                 with self._cond:
                     # put the batch back in front, in order
                     self._pending.extendleft(reversed(batch))
                     self._busy = False
                     self.failures += 1
-                    msg = str(exc) if isinstance(exc, NbmlopsError) else f"{type(exc).__name__}: {exc}"
-                    self.problem = msg.splitlines()[0] if msg else type(exc).__name__
+                    self.problem = _one_line(exc)
                     self._cond.notify_all()
                     log.debug("nbmlops writer failed, retrying in %.2fs", delay, exc_info=True)
                     self._cond.wait(timeout=delay)

@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import StoreLocation
-from ..errors import StoreCorruptError, StoreUnavailableError, StoreVersionError
+from ..errors import (
+    InvalidArgumentError,
+    StoreCorruptError,
+    StoreUnavailableError,
+    StoreVersionError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +124,8 @@ def map_db_error(exc: BaseException, location: StoreLocation) -> Exception:
         if "readonly" in text.lower() or "unable to open" in text.lower():
             return StoreUnavailableError(f"store {where} cannot be written: {text}")
         return StoreUnavailableError(f"store {where} is unavailable: {text}")
+    if isinstance(exc, IntegrityError):
+        return InvalidArgumentError(f"store {where} refused an inconsistent record: {text}")
     if isinstance(exc, DatabaseError) and (
         "not a database" in text or "malformed" in text or "file is encrypted" in text
     ):
