@@ -112,6 +112,7 @@ def execute_notebook(
         kernel_env["NBMLOPS_RUN_NAME"] = run_name
     if parent_run_id:
         kernel_env["NBMLOPS_PARENT_RUN_ID"] = parent_run_id
+    follower = _start_follower(location, run_id, kernel_env)
     client = CapturingClient(
         nb,
         timeout=timeout,
@@ -120,7 +121,7 @@ def execute_notebook(
         extra_arguments=["--ext=nbmlops"],
     )
     started = time.monotonic()
-    status, error, failed_index = "finished", None, None
+    status, error, failed_index, died = "finished", None, None, False
     try:
         client.execute(env=kernel_env)
     except CellExecutionError as exc:
@@ -128,9 +129,15 @@ def execute_notebook(
         error = f"{exc.ename}: {exc.evalue}"
         failed_index = _failed_cell_index(nb)
     except DeadKernelError as exc:
-        status = "failed"
+        status, died = "failed", True
         error = f"kernel died: {exc}"
         failed_index = _failed_cell_index(nb)
+    finally:
+        if follower is not None and not follower.finish(kernel_died=died):
+            log.warning(
+                "lineage of run %s is kept in %s (%s); nbmlops writes it to the store the next "
+                "time it opens the store", run_id, follower.path, follower.problem,
+            )
     duration = time.monotonic() - started
     nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
     out: Path | None = None
@@ -141,6 +148,20 @@ def execute_notebook(
     if status != "finished":
         _mark_failed(location, run_id)
     return ExecutionResult(run_id, out, status, duration, error, failed_index)
+
+
+def _start_follower(location: Any, run_id: str, kernel_env: dict[str, str]) -> Any:
+    """Let the kernel only journal, and write the store from this (otherwise idle) process."""
+    from .capture.journal import JournalFollower, journal_name
+    from .store import Store
+
+    path = location.journal_dir / journal_name(run_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # the kernel's own writer will warn about the store
+    kernel_env["NBMLOPS_JOURNAL"] = str(path)
+    return JournalFollower(path, lambda: Store(location)).start()
 
 
 def _failed_cell_index(nb: Any) -> int | None:

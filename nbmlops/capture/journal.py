@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
-from .writer import Batch, Cells, EndRun, LogArtifact, Op, StartRun
+from .writer import Batch, Cells, EndRun, LogArtifact, Op, StartRun, UpdateRun, apply_batch
 
 if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Journal", "recover_journals"]
+__all__ = ["Journal", "JournalFollower", "recover_journals", "journal_name"]
 
 _HOST = socket.gethostname().replace("-", "_") or "host"
 
@@ -37,7 +37,9 @@ def _encode(op: Op) -> dict[str, Any] | None:
     if isinstance(op, Cells):
         return {"op": "Cells", "run_id": op.run_id,
                 "records": [dataclasses.asdict(r) for r in op.records]}
-    return None  # UpdateRun: environment facts are re-derivable, not worth journaling
+    if isinstance(op, UpdateRun) and op.ready:
+        return {"op": "UpdateRun", "run_id": op.run_id, "fields": op.fields.result()}
+    return None  # facts still being collected: journaled by whoever waits for them
 
 
 def _decode(data: dict[str, Any]) -> Op | None:
@@ -51,6 +53,8 @@ def _decode(data: dict[str, Any]) -> Op | None:
         return EndRun(data["run_id"], data["status"], data["end_time"])
     if kind == "LogArtifact":
         return LogArtifact(data["run_id"], data["path"], data["kind"], data.get("cell_seq"))
+    if kind == "UpdateRun":
+        return UpdateRun.done(data["run_id"], data.get("fields") or {})
     if kind == "Cells":
         records = []
         for r in data["records"]:
@@ -63,11 +67,16 @@ def _decode(data: dict[str, Any]) -> Op | None:
     return None
 
 
-class Journal:
-    """The append-only journal of one capture session (kernel thread only)."""
+def journal_name(run_key: str, pid: int | None = None) -> str:
+    """``<host>-<pid>-<key>.jsonl``: the pid is the process whose death makes it replayable."""
+    return f"{_HOST}-{pid if pid is not None else os.getpid()}-{run_key}.jsonl"
 
-    def __init__(self, directory: Path, run_key: str) -> None:
-        self.path = Path(directory) / f"{_HOST}-{os.getpid()}-{run_key}.jsonl"
+
+class Journal:
+    """The append-only journal of one capture session."""
+
+    def __init__(self, directory: Path, run_key: str, *, path: Path | None = None) -> None:
+        self.path = path if path is not None else Path(directory) / journal_name(run_key)
         self._fd: int | None = None
         self.enabled = True
 
@@ -153,42 +162,106 @@ def recover_journals(directory: Path, store: Store) -> int:
     return added
 
 
-def _replay(path: Path, store: Store) -> int:
+def _read_ops(path: Path, offset: int = 0) -> tuple[list[Op], int]:
+    """Decode the complete lines from ``offset``; return the ops and the offset after them."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1  # a last line without newline is still being written (or cut)
     ops: list[Op] = []
-    with open(path, encoding="utf-8", errors="surrogatepass") as fh:
-        for line in fh:
-            try:
-                op = _decode(json.loads(line))
-            except (ValueError, TypeError, KeyError):
-                continue  # a line cut short by the crash
-            if op is not None:
-                ops.append(op)
-    added = 0
-    runs: set[str] = set()
-    ended: set[str] = set()
-    for op in ops:
-        if isinstance(op, StartRun):
-            if not store.run_exists(op.run_id):
-                store.create_run(run_id=op.run_id, **op.kwargs)
-            runs.add(op.run_id)
-        elif isinstance(op, Cells):
-            if store.run_exists(op.run_id):
-                from .writer import _prepare
+    for line in data[:end].splitlines():
+        try:
+            op = _decode(json.loads(line.decode("utf-8", "surrogatepass")))
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short by a crash
+        if op is not None:
+            ops.append(op)
+    return ops, offset + end
 
-                _prepare(op)
-                added += len(store.record_cells(op.run_id, op.records, skip_existing=True))
-                runs.add(op.run_id)
-        elif isinstance(op, Batch):
-            if store.run_exists(op.run_id):
-                store.log_batch(op.run_id, params=op.params, metrics=op.metrics, tags=op.tags,
-                                skip_existing=True)
-        elif isinstance(op, EndRun):
-            if store.run_exists(op.run_id):
-                store.end_run(op.run_id, op.status, op.end_time, only_if_running=True)
-                ended.add(op.run_id)
-        elif isinstance(op, LogArtifact) and store.run_exists(op.run_id) and os.path.isfile(op.path):
-            store.log_artifact(op.run_id, op.path, kind=op.kind, cell_seq=op.cell_seq)
-    for run_id in runs - ended:
-        # the process died while the run was open
-        store.end_run(run_id, "failed", only_if_running=True)
+
+def _fail_unended(ops: list[Op], store: Store) -> None:
+    """Runs that started but never ended belonged to a process that died: mark them failed."""
+    started = [op.run_id for op in ops if isinstance(op, StartRun)]
+    ended = {op.run_id for op in ops if isinstance(op, EndRun)}
+    for run_id in started:
+        if run_id not in ended and store.run_exists(run_id):
+            store.end_run(run_id, "failed", only_if_running=True)
+
+
+def _replay(path: Path, store: Store) -> int:
+    ops, _ = _read_ops(path)
+    added = apply_batch(store, ops, idempotent=True)
+    _fail_unended(ops, store)
     return added
+
+
+class JournalFollower:
+    """Writes a journal into the store while another process (a headless kernel) appends to it.
+
+    Used by the executor: the kernel only journals (no SQLAlchemy, no writer thread competing
+    for its GIL); this process, idle while it waits for the kernel, does the writing.
+    """
+
+    def __init__(self, path: Path, open_store: Any, *, interval: float = 0.05) -> None:
+        import threading
+
+        self.path = path
+        self._open_store = open_store
+        self._store: Store | None = None
+        self._offset = 0
+        self._ops: list[Op] = []
+        self.interval = interval
+        self.problem: str | None = None
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nbmlops-follower", daemon=True)
+
+    def start(self) -> JournalFollower:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._step()
+
+    def _step(self) -> bool:
+        """Read what is new and write it; False while the store refuses or is away."""
+        try:
+            if self.path.exists():
+                new, self._offset = _read_ops(self.path, self._offset)
+                self._ops.extend(new)
+            pending = self._pending()
+            if pending:
+                if self._store is None:
+                    self._store = self._open_store()
+                self.written += apply_batch(self._store, pending, idempotent=True)
+                self._applied = len(self._ops)
+            self.problem = None
+            return True
+        except Exception as exc:  # noqa: BLE001 - keep the journal; report, retry next tick
+            self.problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.debug("journal follower failed", exc_info=True)
+            return False
+
+    _applied = 0
+
+    def _pending(self) -> list[Op]:
+        return self._ops[self._applied :]
+
+    def finish(self, *, kernel_died: bool = False) -> bool:
+        """Stop following, write the rest; on success delete the journal. False if it is kept."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        ok = self._step()
+        if ok:
+            try:
+                if kernel_died and self._store is not None:
+                    _fail_unended(self._ops, self._store)
+                self.path.unlink(missing_ok=True)
+            except Exception as exc:  # noqa: BLE001
+                self.problem = str(exc)
+                ok = False
+        if self._store is not None:
+            self._store.close()
+        return ok

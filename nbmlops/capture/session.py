@@ -35,6 +35,7 @@ from .writer import (
     Batch,
     Cells,
     EndRun,
+    JournalOnlyWriter,
     LogArtifact,
     Op,
     StartRun,
@@ -158,7 +159,16 @@ class CaptureSession(Configurable):
         self._hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
         self._location: StoreLocation | None = None
         self._journal: Journal | None = None
-        self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
+        self._writer: BackgroundWriter | JournalOnlyWriter
+        external = os.environ.get("NBMLOPS_JOURNAL")
+        if external:
+            # headless: the process that started this kernel writes the store from the journal
+            self._journal = Journal(Path(external).parent, "", path=Path(external))
+            self._writer = JournalOnlyWriter(self._journal)
+        else:
+            self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
+        self._external = bool(external)
+        self._reader: Store | None = None
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
         self._pending_artifacts: list[LogArtifact] = []
@@ -189,7 +199,7 @@ class CaptureSession(Configurable):
         """Journal the operation (crash safety), then queue it for the writer."""
         journal = self._journal
         if journal is not None:
-            if self._writer.pending == 0:
+            if not self._external and self._writer.pending == 0:
                 journal.truncate()
             journal.append(op)
         self._writer.submit(op)
@@ -198,7 +208,11 @@ class CaptureSession(Configurable):
         """The session's store for reading (after writing what is pending, briefly)."""
         self._writer.flush(timeout=2.0)
         existing = self._writer.store()
-        return existing if existing is not None else self._open_store()
+        if existing is not None:
+            return existing
+        if self._reader is None:
+            self._reader = self._open_store()
+        return self._reader
 
     def register(self) -> None:
         if self._registered:
@@ -252,7 +266,10 @@ class CaptureSession(Configurable):
                 delattr(self.shell, _SHELL_ATTR)
             ok = self._writer.close(timeout=float(self.flush_timeout))
             if self._journal is not None:
-                self._journal.close(delete=ok and self._writer.pending == 0)
+                self._journal.close(delete=ok and not self._external and self._writer.pending == 0)
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             if not ok and self._writer.pending:
                 print(
                     f"nbmlops: {self._writer.pending} record(s) could not be written to the store "

@@ -62,6 +62,12 @@ class UpdateRun:
     run_id: str
     fields: Future[dict[str, Any]]
 
+    @classmethod
+    def done(cls, run_id: str, fields: dict[str, Any]) -> UpdateRun:
+        future: Future[dict[str, Any]] = Future()
+        future.set_result(fields)
+        return cls(run_id, future)
+
     @property
     def ready(self) -> bool:
         return self.fields.done()
@@ -279,34 +285,88 @@ class BackgroundWriter:
     def _write(self, batch: list[Op]) -> None:
         if self._store is None:
             self._store = self._open_store()
-        store = self._store
-        first = batch[0]
-        if isinstance(first, Cells):
+        apply_batch(self._store, batch)
+
+
+class JournalOnlyWriter:
+    """The writer of a headless kernel whose launcher writes the store (``NBMLOPS_JOURNAL``).
+
+    Operations are already in the journal when they reach it; only run facts that finish
+    later are appended when ready. Nothing here touches the store or SQLAlchemy.
+    """
+
+    pending = 0
+    problem: str | None = None
+    dropped = 0
+    rejected = 0
+    rejection: str | None = None
+
+    def __init__(self, journal: Any) -> None:
+        self._journal = journal
+
+    def submit(self, op: Op) -> None:
+        if isinstance(op, UpdateRun) and not op.ready:
+            op.fields.add_done_callback(lambda _f: self._journal.append(op))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float = 0.0) -> bool:
+        return True
+
+    def store(self) -> Store | None:
+        return None
+
+
+def apply_batch(store: Store, batch: list[Op], *, idempotent: bool = False) -> int:
+    """Apply operations to the store (one transaction for consecutive cell records).
+
+    ``idempotent`` makes a replay safe: runs, cell records and metric values already stored
+    are skipped, and an ``EndRun`` leaves an already ended run alone. Returns the number of
+    cell records written.
+    """
+    written = 0
+    i = 0
+    while i < len(batch):
+        op = batch[i]
+        if isinstance(op, Cells):
             records: list[CellRecord] = []
-            for op in batch:
-                assert isinstance(op, Cells)
-                if not op.prepared:
-                    _prepare(op)
-                records.extend(op.records)
-            store.record_cells(first.run_id, records)
-        elif isinstance(first, UpdateRun):
-            fields = first.fields.result()
-            if fields:
-                store.update_run(first.run_id, **fields)
-        elif isinstance(first, StartRun):
+            while i < len(batch) and isinstance(batch[i], Cells) and batch[i].run_id == op.run_id:
+                cells = batch[i]
+                assert isinstance(cells, Cells)
+                if not cells.prepared:
+                    _prepare(cells)
+                records.extend(cells.records)
+                i += 1
+            if idempotent and not store.run_exists(op.run_id):
+                continue
+            written += len(store.record_cells(op.run_id, records, skip_existing=idempotent))
+            continue
+        i += 1
+        if isinstance(op, StartRun):
+            if idempotent and store.run_exists(op.run_id):
+                continue
             try:
-                store.create_run(run_id=first.run_id, **first.kwargs)
+                store.create_run(run_id=op.run_id, **op.kwargs)
             except NbmlopsError as exc:
                 # a retry after a commit whose answer was lost: the run may already be there
-                try:
-                    store.get_run(first.run_id)
-                except NbmlopsError:
+                if not store.run_exists(op.run_id):
                     raise exc from None
-        elif isinstance(first, Batch):
-            store.log_batch(first.run_id, params=first.params, metrics=first.metrics, tags=first.tags)
-        elif isinstance(first, EndRun):
-            store.end_run(first.run_id, first.status, first.end_time)
-        elif isinstance(first, LogArtifact):
-            store.log_artifact(first.run_id, first.path, kind=first.kind, cell_seq=first.cell_seq)
+        elif idempotent and not store.run_exists(op.run_id):
+            continue  # a replay of a run that never made it into the store
+        elif isinstance(op, UpdateRun):
+            fields = op.fields.result()
+            if fields:
+                store.update_run(op.run_id, **fields)
+        elif isinstance(op, Batch):
+            store.log_batch(op.run_id, params=op.params, metrics=op.metrics, tags=op.tags,
+                            skip_existing=idempotent)
+        elif isinstance(op, EndRun):
+            store.end_run(op.run_id, op.status, op.end_time, only_if_running=idempotent)
+        elif isinstance(op, LogArtifact):
+            if idempotent and not os.path.isfile(op.path):
+                continue
+            store.log_artifact(op.run_id, op.path, kind=op.kind, cell_seq=op.cell_seq)
         else:  # pragma: no cover
-            raise TypeError(f"unknown writer operation {first!r}")
+            raise TypeError(f"unknown writer operation {op!r}")
+    return written
