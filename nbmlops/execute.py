@@ -21,11 +21,11 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from .config import resolve_location
+from .config import StoreLocation, resolve_location
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExecutionResult", "execute_notebook", "CapturingClient"]
+__all__ = ["ExecutionResult", "execute_notebook", "CapturingClient", "HeadlessCapture"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,77 @@ class CapturingClient(NotebookClient):
         return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
 
+class HeadlessCapture:
+    """Capture for a kernel this process starts: environment for the kernel, store writing here.
+
+    Use as a context manager around the kernel's whole life; ``env`` goes to the kernel.
+    The kernel loads nbmlops (``--ext=nbmlops``) and only appends to a crash journal; a
+    :class:`~nbmlops.capture.journal.JournalFollower` in this process writes the store, so no
+    database work competes with the notebook for the kernel's GIL. Set :attr:`kernel_died`
+    before leaving the block when the kernel died, so its open run is marked failed.
+    """
+
+    EXTRA_ARGUMENTS = ("--ext=nbmlops",)
+
+    def __init__(
+        self,
+        location: StoreLocation,
+        *,
+        notebook_path: str | os.PathLike[str] | None = None,
+        source: str = "papermill",
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+        base_env: dict[str, str] | None = None,
+    ) -> None:
+        self.location = location
+        self.run_id = run_id or uuid.uuid4().hex
+        self.kernel_died = False
+        env = dict(os.environ if base_env is None else base_env)
+        env.update(
+            {
+                "NBMLOPS_RUN_ID": self.run_id,
+                "NBMLOPS_RUN_SOURCE": source,
+                "NBMLOPS_STORE_URL": location.url,
+                "NBMLOPS_ARTIFACT_URL": str(location.artifact_root),
+            }
+        )
+        for key, value in (
+            ("NBMLOPS_NOTEBOOK_PATH", str(notebook_path) if notebook_path else None),
+            ("NBMLOPS_RUN_NAME", run_name),
+            ("NBMLOPS_PARENT_RUN_ID", parent_run_id),
+        ):
+            if value:
+                env[key] = value
+            else:
+                env.pop(key, None)
+        env.pop("NBMLOPS_JOURNAL", None)
+        self.env = env
+        self.follower: Any = None
+
+    def __enter__(self) -> HeadlessCapture:
+        from .capture.journal import JournalFollower, journal_name
+        from .store import Store
+
+        path = self.location.journal_dir / journal_name(self.run_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return self  # the kernel's own writer will warn about the store
+        self.env["NBMLOPS_JOURNAL"] = str(path)
+        location = self.location
+        self.follower = JournalFollower(path, lambda: Store(location)).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        follower = self.follower
+        if follower is not None and not follower.finish(kernel_died=self.kernel_died):
+            log.warning(
+                "lineage of run %s is kept in %s (%s); nbmlops writes it to the store the next "
+                "time it opens the store", self.run_id, follower.path, follower.problem,
+            )
+
+
 def execute_notebook(
     path: str | os.PathLike[str],
     output_path: str | os.PathLike[str] | None = None,
@@ -96,49 +167,36 @@ def execute_notebook(
     nb = nbformat.read(src, as_version=4)
     workdir = Path(cwd).resolve() if cwd else src.parent
     location = resolve_location(store_url, start=workdir)
-    run_id = uuid.uuid4().hex
-    kernel_env = dict(os.environ)
-    kernel_env.update(env or {})
-    kernel_env.update(
-        {
-            "NBMLOPS_RUN_ID": run_id,
-            "NBMLOPS_RUN_SOURCE": source,
-            "NBMLOPS_NOTEBOOK_PATH": str(src),
-            "NBMLOPS_STORE_URL": location.url,
-            "NBMLOPS_ARTIFACT_URL": str(location.artifact_root),
-        }
+    capture = HeadlessCapture(
+        location,
+        notebook_path=src,
+        source=source,
+        run_name=run_name,
+        parent_run_id=parent_run_id,
+        base_env={**os.environ, **(env or {})},
     )
-    if run_name:
-        kernel_env["NBMLOPS_RUN_NAME"] = run_name
-    if parent_run_id:
-        kernel_env["NBMLOPS_PARENT_RUN_ID"] = parent_run_id
-    follower = _start_follower(location, run_id, kernel_env)
     client = CapturingClient(
         nb,
         timeout=timeout,
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(workdir)}},
-        extra_arguments=["--ext=nbmlops"],
+        extra_arguments=list(HeadlessCapture.EXTRA_ARGUMENTS),
     )
     started = time.monotonic()
-    status, error, failed_index, died = "finished", None, None, False
-    try:
-        client.execute(env=kernel_env)
-    except CellExecutionError as exc:
-        status = "failed"
-        error = f"{exc.ename}: {exc.evalue}"
-        failed_index = _failed_cell_index(nb)
-    except DeadKernelError as exc:
-        status, died = "failed", True
-        error = f"kernel died: {exc}"
-        failed_index = _failed_cell_index(nb)
-    finally:
-        if follower is not None and not follower.finish(kernel_died=died):
-            log.warning(
-                "lineage of run %s is kept in %s (%s); nbmlops writes it to the store the next "
-                "time it opens the store", run_id, follower.path, follower.problem,
-            )
+    status, error, failed_index = "finished", None, None
+    with capture:
+        try:
+            client.execute(env=capture.env)
+        except CellExecutionError as exc:
+            status = "failed"
+            error = f"{exc.ename}: {exc.evalue}"
+            failed_index = _failed_cell_index(nb)
+        except DeadKernelError as exc:
+            status, capture.kernel_died = "failed", True
+            error = f"kernel died: {exc}"
+            failed_index = _failed_cell_index(nb)
     duration = time.monotonic() - started
+    run_id = capture.run_id
     nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
     out: Path | None = None
     if output_path is not None:
@@ -148,20 +206,6 @@ def execute_notebook(
     if status != "finished":
         _mark_failed(location, run_id)
     return ExecutionResult(run_id, out, status, duration, error, failed_index)
-
-
-def _start_follower(location: Any, run_id: str, kernel_env: dict[str, str]) -> Any:
-    """Let the kernel only journal, and write the store from this (otherwise idle) process."""
-    from .capture.journal import JournalFollower, journal_name
-    from .store import Store
-
-    path = location.journal_dir / journal_name(run_id)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None  # the kernel's own writer will warn about the store
-    kernel_env["NBMLOPS_JOURNAL"] = str(path)
-    return JournalFollower(path, lambda: Store(location)).start()
 
 
 def _failed_cell_index(nb: Any) -> int | None:

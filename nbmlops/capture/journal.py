@@ -35,11 +35,19 @@ def _encode(op: Op) -> dict[str, Any] | None:
     if isinstance(op, (StartRun, Batch, EndRun, LogArtifact)):
         return {"op": type(op).__name__, **dataclasses.asdict(op)}
     if isinstance(op, Cells):
-        return {"op": "Cells", "run_id": op.run_id,
-                "records": [dataclasses.asdict(r) for r in op.records]}
+        return {"op": "Cells", "run_id": op.run_id, "records": [_record_dict(r) for r in op.records]}
     if isinstance(op, UpdateRun) and op.ready:
         return {"op": "UpdateRun", "run_id": op.run_id, "fields": op.fields.result()}
     return None  # facts still being collected: journaled by whoever waits for them
+
+
+def _record_dict(r: CellRecord) -> dict[str, Any]:
+    """A cell record as JSON-ready data (``asdict`` without its deep copies: hot path)."""
+    data = dict(vars(r))
+    data["io"] = [vars(io) for io in r.io]
+    data["estimators"] = [vars(e) for e in r.estimators]
+    data["metrics"] = [vars(m) for m in r.metrics]
+    return data
 
 
 def _decode(data: dict[str, Any]) -> Op | None:

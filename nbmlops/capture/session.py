@@ -156,7 +156,10 @@ class CaptureSession(Configurable):
         self._seq = 0
         self._last_definer: dict[str, int] = {}
         self._metric_steps: Counter[str] = Counter()
-        self._hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
+        self._excluded = set(getattr(shell, "user_ns_hidden", {}) or ()) | _IGNORED_NAMES
+        #: the namespace snapshot taken after the last recorded cell, reused as the next
+        #: cell's "before" (nothing but cells changes the namespace in between, as a rule)
+        self._last_snapshot: dict[str, int] | None = None
         self._location: StoreLocation | None = None
         self._journal: Journal | None = None
         self._writer: BackgroundWriter | JournalOnlyWriter
@@ -463,26 +466,28 @@ class CaptureSession(Configurable):
     # -- IPython hooks --------------------------------------------------------------------------
 
     def _snapshot(self) -> dict[str, int]:
-        hidden = self._hidden
-        return {
-            k: id(v)
-            for k, v in self.user_ns.items()
-            if not k.startswith("_") and k not in hidden and k not in _IGNORED_NAMES
-        }
+        """``name -> id(value)`` of the user's variables: cheap, touches no value."""
+        excluded = self._excluded
+        return {k: id(v) for k, v in self.user_ns.items() if k[:1] != "_" and k not in excluded}
 
     def pre_run_cell(self, *args: Any) -> None:
         try:
             self._cell = None
+            # taken, not shared: any path below that records nothing leaves no stale snapshot
+            last, self._last_snapshot = self._last_snapshot, None
             if self.state != "recording" or self.run_id is None:
                 return
             info = args[0] if args else None
             raw = getattr(info, "raw_cell", None) or ""
             if _is_mlops_magic_only(raw):
                 return
-            try:
-                source = self.shell.transform_cell(raw)
-            except Exception:  # noqa: BLE001 - IPython will report it itself
-                source = raw
+            # IPython 9 hands over the transformed source; older versions need the transform
+            source = getattr(info, "transformed_cell", None)
+            if source is None:
+                try:
+                    source = self.shell.transform_cell(raw)
+                except Exception:  # noqa: BLE001 - IPython will report it itself
+                    source = raw
             names = analyze_cell(source)
             ns = self.user_ns
             est_pre: dict[str, tuple[int, ...]] = {}
@@ -499,7 +504,7 @@ class CaptureSession(Configurable):
                 t0=time.perf_counter(),
                 cell_id=getattr(info, "cell_id", None),
                 names=names,
-                pre_ids=self._snapshot(),
+                pre_ids=last if last is not None else self._snapshot(),
                 est_pre=est_pre,
             )
         except Exception as exc:  # noqa: BLE001
@@ -531,6 +536,7 @@ class CaptureSession(Configurable):
         status = "error" if error is not None else "ok"
         ns = self.user_ns
         post_ids = self._snapshot()
+        self._last_snapshot = post_ids
         pre_ids = cell.pre_ids
         names = cell.names
         changed = {k for k, v in post_ids.items() if pre_ids.get(k) != v}

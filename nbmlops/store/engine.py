@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,9 +89,8 @@ def make_engine(location: StoreLocation) -> Engine:
                 cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
                 cur.execute("PRAGMA foreign_keys = ON")
                 if db_path is not None:
-                    mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
-                    if mode and str(mode[0]).lower() != "wal":
-                        log.debug("SQLite journal mode is %s, not WAL", mode[0])
+                    # Per connection: changes nothing in the file. WAL mode (which is stored in
+                    # the file) is set by ensure_schema once the file is known to be ours.
                     cur.execute("PRAGMA synchronous = NORMAL")
             finally:
                 cur.close()
@@ -241,6 +241,45 @@ def _check_revision(conn: Any, script: Any, head: str, location: StoreLocation) 
     return current
 
 
+def _use_wal(engine: Engine, location: StoreLocation) -> None:
+    """Put a SQLite store file in WAL mode (kept in the file; a no-op when it already is).
+
+    Only for a file known to be an nbmlops store or empty: switching the journal mode rewrites
+    the file header, which a refused (foreign or newer) database must never see.
+    """
+    if location.sqlite_path is None:
+        return
+    raw = engine.raw_connection()  # autocommit: the journal mode cannot change in a transaction
+    try:
+        cur = raw.cursor()
+        try:
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+        finally:
+            cur.close()
+    except sqlite3.Error as exc:  # a raw connection raises the driver's own errors
+        raise StoreUnavailableError(
+            f"cannot put store {location.describe()} in WAL mode: {exc}"
+        ) from exc
+    finally:
+        raw.close()
+    if mode and str(mode[0]).lower() != "wal":
+        log.debug("SQLite journal mode is %s, not WAL", mode[0])
+
+
+#: The newest migration revision. Only a fast path: a store at this revision opens without
+#: importing Alembic; any other revision goes through Alembic (a test keeps this in step).
+SCHEMA_HEAD = "0001"
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            return str(value) if value is not None else None
+    except SQLAlchemyError:
+        return None
+
+
 def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = True) -> str:
     """Create or upgrade the schema to head; refuse a store from a newer nbmlops.
 
@@ -248,6 +287,9 @@ def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = Tr
     transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) that checks the
     revision again before changing anything. Returns the revision the store is at afterwards.
     """
+    if _stored_revision(engine) == SCHEMA_HEAD:
+        _use_wal(engine, location)
+        return SCHEMA_HEAD  # the common case, without importing Alembic (~0.1 s)
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -261,6 +303,7 @@ def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = Tr
         try:
             with engine.connect() as conn:
                 current = _check_revision(conn, script, head, location)
+            _use_wal(engine, location)  # only now: the file is ours (or empty)
             if current == head:
                 return head
             if not upgrade:

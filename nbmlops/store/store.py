@@ -122,7 +122,11 @@ class Store:
     def __init__(self, location: StoreLocation, *, upgrade: bool = True) -> None:
         self.location = location
         self.engine = make_engine(location)
-        self.schema_revision = ensure_schema(self.engine, location, upgrade=upgrade)
+        try:
+            self.schema_revision = ensure_schema(self.engine, location, upgrade=upgrade)
+        except BaseException:
+            self.engine.dispose()  # let go of a file we refused (or failed) to open
+            raise
         self._sessions = SessionManager(self.engine, location)
         self.artifacts = ArtifactDir(location.artifact_root)
         self._experiment_ids: dict[str, int] = {}
