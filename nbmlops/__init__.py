@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import (
     AmbiguousIdError,
+    ExecutionFailedError,
     InvalidArgumentError,
     NbmlopsError,
     NotFoundError,
@@ -60,6 +61,7 @@ __all__ = [
     "NotFoundError",
     "AmbiguousIdError",
     "InvalidArgumentError",
+    "ExecutionFailedError",
 ]
 
 _LAZY = {

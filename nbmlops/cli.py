@@ -161,6 +161,66 @@ def init(state: CliState, directory: Path | None) -> None:
         )
 
 
+# -- run ----------------------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.argument("notebook", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the executed notebook here (default: .nbmlops/runs/<run-id>/NOTEBOOK).",
+)
+@click.option("--name", help="Run name (default: the notebook's file name without .ipynb).")
+@click.option(
+    "--cwd", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Working directory of the kernel (default: the notebook's directory).",
+)
+@click.option("--timeout", default=600, show_default=True, metavar="SECONDS",
+              help="How long one cell may run.")
+@click.option("--kernel", "kernel_name", default="python3", show_default=True,
+              help="Jupyter kernel to run the notebook in.")
+@json_option
+@pass_state
+def run_notebook(
+    state: CliState, notebook: Path, output: Path | None, name: str | None, cwd: Path | None,
+    timeout: int, kernel_name: str, as_json: bool,
+) -> None:
+    """Execute NOTEBOOK headless in a real kernel with lineage capture.
+
+    The source notebook is never written to. Every cell execution is recorded like in an
+    interactive session; the executed copy records the run id in its metadata. Exits 1 when
+    a cell raises or the kernel dies (the run is recorded as failed, with the cells before).
+
+    \b
+    --json prints {"run_id", "status", "duration", "output", "error", "failed_cell_index"}.
+    """
+    from . import _format
+    from .errors import ExecutionFailedError
+    from .execute import execute_notebook
+
+    result = execute_notebook(
+        notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
+        store_url=state.store_url, keep_output=True,
+    )
+    if as_json:
+        click.echo(_format.to_json({
+            "run_id": result.run_id, "status": result.status, "duration": result.duration,
+            "output": str(result.output_path) if result.output_path else None,
+            "error": result.error, "failed_cell_index": result.failed_cell_index,
+        }))
+    else:
+        click.echo(f"run {result.run_id[:8]} {result.status} in {result.duration:.1f}s "
+                   f"({notebook.name})")
+        if result.output_path is not None:
+            click.echo(f"executed notebook: {result.output_path}")
+    if result.status != "finished":
+        where = (f"cell {result.failed_cell_index}" if result.failed_cell_index is not None
+                 else "the kernel")
+        raise ExecutionFailedError(
+            f"{notebook.name}: {where} failed: {result.error} (run {result.run_id[:8]} is recorded)"
+        )
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 

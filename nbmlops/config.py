@@ -52,6 +52,14 @@ class StoreLocation:
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / "nbmlops-journal" / key
 
+    @property
+    def runs_dir(self) -> Path:
+        """Where executed copies of headless runs are kept (``.nbmlops/runs/<run-id>/``)."""
+        if self.store_dir is not None:
+            return self.store_dir / "runs"
+        db = self.sqlite_path
+        return (db.parent if db is not None else self.artifact_root.parent) / "runs"
+
     def describe(self) -> str:
         """A human-readable location with any password masked."""
         path = self.sqlite_path

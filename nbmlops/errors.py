@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "AmbiguousIdError",
     "InvalidArgumentError",
+    "ExecutionFailedError",
 ]
 
 
@@ -51,6 +52,12 @@ class NotFoundError(NbmlopsError):
 
 class AmbiguousIdError(NotFoundError):
     """A run id prefix matches more than one run."""
+
+
+class ExecutionFailedError(NbmlopsError):
+    """A headless notebook run failed: a cell raised or the kernel died (the run is recorded)."""
+
+    exit_code = 1
 
 
 class InvalidArgumentError(NbmlopsError):

@@ -22,6 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from .config import StoreLocation, resolve_location
+from .errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class ExecutionResult:
 
 
 class CapturingClient(NotebookClient):
-    """A NotebookClient whose execute requests carry ``metadata.cellId`` like JupyterLab's."""
+    """A NotebookClient whose execute requests carry ``metadata.cellId`` like JupyterLab's,
+    and the cell's tags (so that capture knows the ``parameters`` cell)."""
 
     def _patch_kc(self) -> None:
         kc = self.kc
@@ -58,7 +60,11 @@ class CapturingClient(NotebookClient):
                 "allow_stdin": kc.allow_stdin if allow_stdin is None else allow_stdin,
                 "stop_on_error": stop_on_error,
             }
-            metadata = {"cellId": client._current_cell_id} if client._current_cell_id else {}
+            metadata: dict[str, Any] = {}
+            if client._current_cell_id:
+                metadata["cellId"] = client._current_cell_id
+            if client._current_cell_tags:
+                metadata["tags"] = client._current_cell_tags
             msg = kc.session.msg("execute_request", content, metadata=metadata)
             kc.shell_channel.send(msg)
             return str(msg["header"]["msg_id"])
@@ -67,9 +73,11 @@ class CapturingClient(NotebookClient):
         kc._nbmlops_patched = True  # type: ignore[attr-defined]
 
     _current_cell_id: str | None = None
+    _current_cell_tags: list[str] | None = None
 
     async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
         self._current_cell_id = cell.get("id")
+        self._current_cell_tags = list(cell.get("metadata", {}).get("tags", [])) or None
         self._patch_kc()
         return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
@@ -157,14 +165,21 @@ def execute_notebook(
     env: dict[str, str] | None = None,
     kernel_name: str = "python3",
     store_url: str | None = None,
+    keep_output: bool = False,
 ) -> ExecutionResult:
-    """Execute ``path`` with capture; write the executed copy to ``output_path`` if given.
+    """Execute ``path`` with capture; write the executed copy to ``output_path`` if given
+    (with ``keep_output`` and no ``output_path``: to ``.nbmlops/runs/<run-id>/``).
 
     The source notebook is never written to. The run is marked ``failed`` when a cell raises
     or the kernel dies; the cells before that are recorded either way.
     """
     src = Path(path).resolve()
-    nb = nbformat.read(src, as_version=4)
+    try:
+        nb = nbformat.read(src, as_version=4)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read notebook {src}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # nbformat raises JSON and validation errors of several kinds
+        raise InvalidArgumentError(f"{src} is not a valid notebook: {exc}") from exc
     workdir = Path(cwd).resolve() if cwd else src.parent
     location = resolve_location(store_url, start=workdir)
     capture = HeadlessCapture(
@@ -175,6 +190,12 @@ def execute_notebook(
         parent_run_id=parent_run_id,
         base_env={**os.environ, **(env or {})},
     )
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise InvalidArgumentError(f"no Jupyter kernel named {kernel_name!r}") from None
     client = CapturingClient(
         nb,
         timeout=timeout,
@@ -199,6 +220,8 @@ def execute_notebook(
     run_id = capture.run_id
     nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
     out: Path | None = None
+    if output_path is None and keep_output:
+        output_path = location.runs_dir / run_id / src.name
     if output_path is not None:
         out = Path(output_path)
         out.parent.mkdir(parents=True, exist_ok=True)

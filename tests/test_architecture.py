@@ -67,6 +67,7 @@ def test_public_names_do_not_drift() -> None:
         "set_tags", "runs", "get_run", "history", "lineage", "compare", "Store", "open_store",
         "NbmlopsError", "StoreError", "StoreCorruptError", "StoreVersionError",
         "StoreUnavailableError", "NotFoundError", "AmbiguousIdError", "InvalidArgumentError",
+        "ExecutionFailedError",
     ])
     for name in nbmlops.__all__:
         assert getattr(nbmlops, name) is not None

@@ -29,6 +29,7 @@ TRAIN_CELLS = [
     "acc = accuracy_score(y_test, clf.predict(X_test))\n"
     "f1_score(y_test, clf.predict(X_test), average='macro')\nacc",
     "joblib.dump(clf, 'model.joblib')",
+    "best = clf\nloaded = joblib.load('model.joblib')",
 ]
 
 
@@ -53,7 +54,7 @@ def test_training_notebook_lineage(run_notebook, store: Store, tmp_path: Path) -
     assert all(c.status == "ok" for c in cells)
     assert cells[0].source == TRAIN_CELLS[0]
 
-    write_csv, read_csv, fit, score, dump = cells[1:]
+    write_csv, read_csv, fit, score, dump, alias = cells[1:]
     work = tmp_path / "work"
     # files: written then read, same content fingerprint -> the same artifact
     assert [a.uri for a in write_csv.writes] == [str(work / "iris.csv")]
@@ -81,6 +82,10 @@ def test_training_notebook_lineage(run_notebook, store: Store, tmp_path: Path) -
     assert dump.writes[0].kind == "model"
     assert dump.writes[0].fingerprint == _sha256(work / "model.joblib")
 
+    # an alias of a fitted model and a model loaded from disk are not fits
+    assert alias.estimators == [] and set(alias.vars_defined) == {"best", "loaded"}
+    assert [(a.uri, a.kind) for a in alias.reads] == [(str(work / "model.joblib"), "model")]
+
     # lineage: model.joblib <- dump cell <- fit cell <- read cell <- iris.csv <- write cell
     graph = store.lineage(str(work / "model.joblib"))
     edges = {(e.source, e.target, e.label) for e in graph.edges}
@@ -91,6 +96,10 @@ def test_training_notebook_lineage(run_notebook, store: Store, tmp_path: Path) -
     assert (f"artifact:{read_csv.reads[0].id}", c[2], "read") in edges
     assert (c[1], f"artifact:{read_csv.reads[0].id}", "wrote") in edges
     assert any(n.type == "estimator" and n.label == "LogisticRegression (clf)" for n in graph.nodes)
+    # data lineage leaves out imports (modules, functions, classes); include_code keeps them
+    assert not any(e.label in ("pd", "joblib", "LogisticRegression") for e in graph.edges)
+    with_code = store.lineage(str(work / "model.joblib"), include_code=True)
+    assert (c[0], c[5], "joblib") in {(e.source, e.target, e.label) for e in with_code.edges}
     # a clean exit leaves no crash journal behind
     assert list(store.location.journal_dir.glob("*.jsonl")) == []
 
@@ -304,3 +313,29 @@ def test_runs_dataframe_has_params_and_metrics_columns(run_notebook, store: Stor
     assert list(frame["name"]) == ["second", "first"]
     assert list(nbmlops.runs(store=store, notebook="first.ipynb")["run_id"]) == [first.run_id]
     assert nbmlops.get_run(first.run_id[:8], store=store).params == {"alpha": "0.1"}
+
+
+def test_parameters_cell_and_pipelines(run_notebook, store: Store) -> None:
+    result, _ = run_notebook(
+        [
+            ("alpha = 0.5\nlabel = 'baseline'\nlayers = [64, 32]\napi_key = 'k-123'", ["parameters"]),
+            "beta = 2  # an ordinary cell: not a parameter",
+            "from sklearn.datasets import load_iris\nfrom sklearn.pipeline import make_pipeline\n"
+            "from sklearn.preprocessing import StandardScaler\n"
+            "from sklearn.linear_model import LogisticRegression\n"
+            "X, y = load_iris(return_X_y=True)\n"
+            "pipe = make_pipeline(StandardScaler(), LogisticRegression(C=alpha))",
+            "pipe.fit(X, y)",
+            "same = pipe",
+        ],
+        name="params",
+    )
+    assert result.status == "finished", result.error
+    run = store.get_run(result.run_id)
+    assert run.params == {"alpha": "0.5", "label": "baseline", "layers": "[64, 32]",
+                          "api_key": "***redacted***"}
+    cells = store.cell_executions(result.run_id)
+    assert [(e.variable, e.class_name, e.fitted_on) for e in cells[3].estimators] == [
+        ("pipe", "Pipeline", ["X", "y"])
+    ]
+    assert cells[2].estimators == [] and cells[4].estimators == []  # built, then aliased: no fit

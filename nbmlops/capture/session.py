@@ -10,11 +10,13 @@ cell result, output and exception are left exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import sys
 import time
+import types
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,14 +89,40 @@ def _is_estimator(obj: Any) -> bool:
         return False
 
 
-def _fitted_signature(obj: Any) -> tuple[int, ...]:
-    """Object ids of the fitted attributes (``coef_``, ``classes_``...): changes on every fit."""
+def _fitted_signature(obj: Any, depth: int = 0) -> tuple[int, ...]:
+    """Object ids of the fitted attributes (``coef_``, ``classes_``...): changes on every fit.
+
+    Meta-estimators that keep no fitted attribute of their own (``Pipeline``) are judged by
+    their last step. Empty means "not fitted".
+    """
     try:
-        return tuple(
+        sig = tuple(
             id(v) for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")
         )
+        if not sig and depth < 3:
+            steps = getattr(obj, "steps", None)
+            if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
+                sig = _fitted_signature(steps[-1][-1], depth + 1)
+        return sig
     except Exception:  # noqa: BLE001 - objects without a usable __dict__ are not estimators
         return ()
+
+
+#: values that are code, not data: their variable edges do not make data lineage
+_CODE_TYPES = (
+    types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type,
+    functools.partial,
+)
+
+
+_PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
+
+
+def _param_value(value: Any) -> Any:
+    """Numbers and strings as they are; containers as (capped) JSON-like text."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value if not isinstance(value, str) else value[:_MAX_PARAM_REPR]
+    return repr(_jsonable(value))[:_MAX_PARAM_REPR]
 
 
 def _as_number(value: Any) -> float | None:
@@ -109,6 +137,7 @@ def _as_number(value: Any) -> float | None:
 
 @dataclass
 class _CellState:
+    is_parameters: bool
     seq: int
     source: str
     start: float
@@ -116,7 +145,8 @@ class _CellState:
     cell_id: str | None
     names: CellNames
     pre_ids: dict[str, int]
-    est_pre: dict[str, tuple[int, ...]]
+    #: fitted-state signatures, by object id, of the estimators the cell mentions
+    est_pre: dict[int, tuple[int, ...]]
     io: list[ArtifactIO] = field(default_factory=list)
     metrics: list[tuple[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
@@ -490,14 +520,18 @@ class CaptureSession(Configurable):
                     source = raw
             names = analyze_cell(source)
             ns = self.user_ns
-            est_pre: dict[str, tuple[int, ...]] = {}
+            est_pre: dict[int, tuple[int, ...]] = {}
             if self.capture_estimators:
                 for name in names.used | names.mutated | {f for f, _ in names.fits}:
                     obj = ns.get(name)
                     if obj is not None and _is_estimator(obj):
-                        est_pre[name] = _fitted_signature(obj)
+                        est_pre[id(obj)] = _fitted_signature(obj)
             self._pending_artifacts = []
+            meta = getattr(info, "cell_meta", None)
+            tags = meta.get("tags") if isinstance(meta, dict) else None
+            is_parameters = isinstance(tags, list) and bool(_PARAMETER_TAGS & set(tags))
             self._cell = _CellState(
+                is_parameters=is_parameters,
                 seq=self._seq,
                 source=raw,
                 start=time.time(),
@@ -544,6 +578,7 @@ class CaptureSession(Configurable):
         defined = changed | ((names.stored | names.mutated) & set(post_ids))
         used = (names.used | names.mutated) & set(pre_ids)
         var_sources = {n: self._last_definer[n] for n in used if n in self._last_definer}
+        code_vars = sorted(n for n in var_sources if isinstance(ns.get(n), _CODE_TYPES))
         for n in defined:
             self._last_definer[n] = cell.seq
         for n in removed:
@@ -552,6 +587,8 @@ class CaptureSession(Configurable):
         estimators: list[Estimator] = []
         if self.capture_estimators:
             fit_args = dict(names.fits)
+            existed: set[int] | None = None
+            loaded_model = any(io.direction == "read" and io.kind == "model" for io in cell.io)
             for name in sorted(defined | set(fit_args)):
                 obj = ns.get(name)
                 if obj is None or not _is_estimator(obj):
@@ -559,13 +596,30 @@ class CaptureSession(Configurable):
                 sig = _fitted_signature(obj)
                 if not sig:
                     continue
-                if name in fit_args or sig != cell.est_pre.get(name):
-                    try:
-                        params = {k: _jsonable(v) for k, v in obj.get_params(deep=False).items()}
-                    except Exception:  # noqa: BLE001 - odd estimators
-                        params = {}
-                    fitted_on = [a for a in fit_args.get(name, []) if a in ns]
-                    estimators.append(Estimator(name, type(obj).__name__, params, fitted_on))
+                if name not in fit_args:
+                    before = cell.est_pre.get(id(obj))
+                    if before is not None:
+                        if sig == before:
+                            continue  # the same fitted model under another name: no fit here
+                    else:
+                        if existed is None:
+                            existed = set(pre_ids.values())
+                        if id(obj) in existed or loaded_model:
+                            continue  # an alias of an older object, or a model loaded from disk
+                try:
+                    params = {k: _jsonable(v) for k, v in obj.get_params(deep=False).items()}
+                except Exception:  # noqa: BLE001 - odd estimators
+                    params = {}
+                fitted_on = [a for a in fit_args.get(name, []) if a in ns]
+                estimators.append(Estimator(name, type(obj).__name__, params, fitted_on))
+
+        if cell.is_parameters:
+            # the papermill `parameters` cell (and papermill's injected one): its literals are
+            # the run's parameters
+            for name in sorted(names.stored):
+                value = ns.get(name)
+                if isinstance(value, (bool, int, float, str, type(None), list, tuple, dict)):
+                    cell.params.setdefault(name, _param_value(value))
 
         metrics = list(cell.explicit_metrics)
         if cell.metrics:
@@ -595,6 +649,7 @@ class CaptureSession(Configurable):
             vars_defined=sorted(defined),
             vars_used=sorted(used),
             var_sources=var_sources,
+            code_vars=code_vars,
             io=_dedupe_io(cell.io),
             estimators=estimators,
             metrics=metrics,

@@ -139,6 +139,8 @@ class CellRecord(_Record):
     vars_used: list[str] = field(default_factory=list)
     #: variable name -> seq of the earlier cell execution that defined it
     var_sources: dict[str, int] = field(default_factory=dict)
+    #: used variables that hold code (modules, functions, classes), not data
+    code_vars: list[str] = field(default_factory=list)
     io: list[ArtifactIO] = field(default_factory=list)
     estimators: list[Estimator] = field(default_factory=list)
     metrics: list[MetricValue] = field(default_factory=list)

@@ -43,8 +43,9 @@ def _first_line(source: str, width: int = 60) -> str:
 class LineageWalker:
     """Resolves a lineage target and walks the graph around it inside one read session."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, include_code: bool = False) -> None:
         self.s = session
+        self._var_filter = () if include_code else (VariableEdgeRow.kind == "data",)
         self.nodes: dict[str, LineageNode] = {}
         self.edges: dict[tuple[str, str, str], LineageEdge] = {}
 
@@ -220,7 +221,7 @@ class LineageWalker:
                             VariableEdgeRow.src_cell_execution_id,
                             VariableEdgeRow.dst_cell_execution_id,
                             VariableEdgeRow.variable,
-                        ).where(VariableEdgeRow.dst_cell_execution_id.in_(chunk))
+                        ).where(VariableEdgeRow.dst_cell_execution_id.in_(chunk), *self._var_filter)
                     ):
                         self._add_edge(f"cell:{src}", f"cell:{dst}", var)
                         next_cells.add(src)
@@ -238,7 +239,7 @@ class LineageWalker:
                             VariableEdgeRow.src_cell_execution_id,
                             VariableEdgeRow.dst_cell_execution_id,
                             VariableEdgeRow.variable,
-                        ).where(VariableEdgeRow.src_cell_execution_id.in_(chunk))
+                        ).where(VariableEdgeRow.src_cell_execution_id.in_(chunk), *self._var_filter)
                     ):
                         self._add_edge(f"cell:{src}", f"cell:{dst}", var)
                         next_cells.add(dst)

@@ -202,6 +202,9 @@ class VariableEdgeRow(Base):
         ForeignKey("cell_executions.id", ondelete="CASCADE")
     )
     variable: Mapped[str] = mapped_column(String(255))
+    #: "data" (frames, arrays, models, numbers...) or "code" (modules, functions, classes):
+    #: lineage graphs follow data; exports need both
+    kind: Mapped[str] = mapped_column(String(8), server_default="data")
 
     __table_args__ = (
         Index("ix_variable_edges_dst_cell_execution_id", "dst_cell_execution_id"),

@@ -404,6 +404,7 @@ class Store:
         s.flush()
         cid = row.id
         if r.var_sources:
+            code_vars = set(r.code_vars)
             src_ids = self._cell_ids_by_seq(s, run_id, r.var_sources.values())
             s.add_all(
                 VariableEdgeRow(
@@ -411,6 +412,7 @@ class Store:
                     src_cell_execution_id=src_ids[seq],
                     dst_cell_execution_id=cid,
                     variable=var,
+                    kind="code" if var in code_vars else "data",
                 )
                 for var, seq in sorted(r.var_sources.items())
                 if seq in src_ids
@@ -770,20 +772,22 @@ class Store:
         run_id: str | None = None,
         direction: str = "upstream",
         max_depth: int = 50,
+        include_code: bool = False,
     ) -> LineageGraph:
         """The lineage graph of an artifact, file path, cell execution or variable.
 
         ``target`` forms: ``artifact:ID``, ``cell:ID``, a file path that was read or written, or a
         variable name (needs ``run_id``: the last cell execution of that run that defined it).
         ``direction`` is ``upstream`` (where it came from), ``downstream`` (what came of it) or
-        ``both``.
+        ``both``. Variables that hold code (imported modules, functions, classes) link cells
+        too; ``include_code`` follows those edges as well.
         """
         if direction not in ("upstream", "downstream", "both"):
             raise InvalidArgumentError("direction must be upstream, downstream or both")
         from .lineage import LineageWalker
 
         with self._sessions.read() as s:
-            walker = LineageWalker(s)
+            walker = LineageWalker(s, include_code=include_code)
             root = walker.resolve(str(target), self.resolve_run_id(run_id) if run_id else None)
             return walker.walk(root, direction=direction, max_depth=max_depth)
 

@@ -163,6 +163,7 @@ def upgrade() -> None:
     sa.Column('src_cell_execution_id', sa.Integer(), nullable=False),
     sa.Column('dst_cell_execution_id', sa.Integer(), nullable=False),
     sa.Column('variable', sa.String(length=255), nullable=False),
+    sa.Column('kind', sa.String(length=8), server_default='data', nullable=False),
     sa.ForeignKeyConstraint(['dst_cell_execution_id'], ['cell_executions.id'], name=op.f('fk_variable_edges_dst_cell_execution_id_cell_executions'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_variable_edges_run_id_runs'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['src_cell_execution_id'], ['cell_executions.id'], name=op.f('fk_variable_edges_src_cell_execution_id_cell_executions'), ondelete='CASCADE'),
