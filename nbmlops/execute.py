@@ -9,6 +9,7 @@ notebook's metadata records the run id and the store (papermill's habit, see STY
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -205,9 +206,10 @@ def execute_notebook(
     )
     started = time.monotonic()
     status, error, failed_index = "finished", None, None
+    kernel_log = _open_kernel_log(location, capture.run_id)
     with capture:
         try:
-            client.execute(env=capture.env)
+            client.execute(env=capture.env, **({"stderr": kernel_log} if kernel_log else {}))
         except CellExecutionError as exc:
             status = "failed"
             error = f"{exc.ename}: {exc.evalue}"
@@ -216,6 +218,15 @@ def execute_notebook(
             status, capture.kernel_died = "failed", True
             error = f"kernel died: {exc}"
             failed_index = _failed_cell_index(nb)
+            if kernel_log is not None:
+                error += f" (kernel log: {kernel_log.name})"
+        finally:
+            if kernel_log is not None:
+                kernel_log.close()
+                if os.path.getsize(kernel_log.name) == 0 or _only_noise(kernel_log.name):
+                    os.unlink(kernel_log.name)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.dirname(kernel_log.name))  # only if nothing else is there
     duration = time.monotonic() - started
     run_id = capture.run_id
     nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
@@ -229,6 +240,24 @@ def execute_notebook(
     if status != "finished":
         _mark_failed(location, run_id)
     return ExecutionResult(run_id, out, status, duration, error, failed_index)
+
+
+def _open_kernel_log(location: StoreLocation, run_id: str) -> Any:
+    """The kernel's own stderr (ZMQ warnings, crash messages) goes to the run's kernel.log."""
+    path = location.runs_dir / run_id / "kernel.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w")  # noqa: SIM115 - closed after the kernel is gone
+    except OSError:
+        return None  # inherit this process's stderr instead
+
+
+_NOISE = ("Kernel is running over TCP without encryption",)
+
+
+def _only_noise(path: str) -> bool:
+    with open(path, errors="replace") as fh:
+        return all(any(n in line for n in _NOISE) for line in fh if line.strip())
 
 
 def _failed_cell_index(nb: Any) -> int | None:

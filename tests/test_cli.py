@@ -608,3 +608,66 @@ def test_lineage_tree_both_directions(project: Project) -> None:
 def test_json_is_strict_and_stable() -> None:
     text = _format.to_json({"b": float("nan"), "a": [float("inf"), 1.5], "c": {"z": 1, "y": None}})
     assert text == '{\n  "a": [\n    null,\n    1.5\n  ],\n  "b": null,\n  "c": {\n    "y": null,\n    "z": 1\n  }\n}'
+
+
+# -- nbmlops run (a real kernel) ----------------------------------------------------------------
+
+
+def _notebook(path: Path, cells: list[str]) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.kernel
+def test_run_executes_with_capture_and_leaves_the_source_untouched(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "analysis.ipynb", ["x = 20", "y = x * 2 + 2\nprint(y)"])
+    before = nb.read_bytes()
+    out = run_script("init", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = run_script("run", "analysis.ipynb", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["status"] == "finished" and info["error"] is None
+    assert nb.read_bytes() == before  # the source notebook is never written to
+    executed = Path(info["output"])
+    assert executed == tmp_path / ".nbmlops" / "runs" / info["run_id"] / "analysis.ipynb"
+    import nbformat
+
+    done = nbformat.read(executed, as_version=4)
+    assert done.metadata["nbmlops"]["run_id"] == info["run_id"]
+    assert "42" in done.cells[1].outputs[0]["text"]
+    with Store(location_in(tmp_path)) as store:
+        run = store.get_run(info["run_id"])
+        assert (run.name, run.status, run.cell_count) == ("analysis", "finished", 2)
+        assert store.cell_executions(run.id)[1].vars_used == ["x"]
+
+
+@pytest.mark.kernel
+def test_run_of_a_failing_notebook_exits_1_names_the_cell_and_records_the_run(tmp_path: Path) -> None:
+    _notebook(tmp_path / "bad.ipynb", ["a = 1", "raise ValueError('no good')", "b = 2"])
+    res = run_script("run", "bad.ipynb", "-o", "out/bad.ipynb", cwd=tmp_path)
+    assert res.returncode == 1
+    line = stderr_line(res)
+    assert "bad.ipynb: cell 1 failed: ValueError: no good" in line and "Traceback" not in res.stderr
+    assert (tmp_path / "out" / "bad.ipynb").exists()  # the partial output is kept
+    with Store(location_in(tmp_path)) as store:
+        [run] = store.list_runs().runs
+        assert run.status == "failed" and run.cell_count == 2
+
+
+def test_run_rejects_a_file_that_is_not_a_notebook(tmp_path: Path) -> None:
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    res = run_script("run", "broken.ipynb", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "is not a valid notebook" in stderr_line(res) and "Traceback" not in res.stderr
+    assert not (tmp_path / ".nbmlops" / "runs").exists()
+
+
+def test_run_rejects_an_unknown_kernel(tmp_path: Path) -> None:
+    _notebook(tmp_path / "a.ipynb", ["x = 1"])
+    res = run_script("run", "a.ipynb", "--kernel", "no-such-kernel", cwd=tmp_path)
+    assert res.returncode == 2 and "no Jupyter kernel named 'no-such-kernel'" in stderr_line(res)
