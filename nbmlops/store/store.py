@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..config import StoreLocation, resolve_location
@@ -340,7 +340,7 @@ class Store:
             if skip_existing:
                 have = self._cell_ids_by_seq(s, run_id, [r.seq for r in todo])
                 todo = [r for r in todo if r.seq not in have]
-            return [self._record_cell(s, run_id, r) for r in todo]
+            return self._record_cells(s, run_id, todo) if todo else []
 
         return self._sessions.write(work)
 
@@ -382,68 +382,85 @@ class Store:
             row.kind = io.kind
         return row.id
 
-    def _record_cell(self, s: Session, run_id: str, r: CellRecord) -> int:
-        h = source_hash(r.source)
-        if s.get(CellSourceRow, h) is None:
-            _insert_ignore(s, CellSourceRow, {"hash": h, "source": r.source})
-        row = CellExecutionRow(
-            run_id=run_id,
-            seq=r.seq,
-            cell_id=r.cell_id,
-            execution_count=r.execution_count,
-            source_hash=h,
-            start_time=r.start_time,
-            duration=r.duration,
-            status=r.status,
-            error_name=r.error_name,
-            error_value=clip(r.error_value) if r.error_value else r.error_value,
-            vars_defined=list(r.vars_defined),
-            vars_used=list(r.vars_used),
+    def _record_cells(self, s: Session, run_id: str, records: Sequence[CellRecord]) -> list[int]:
+        """Insert a batch of cell records with a handful of multi-row statements."""
+        sources = {source_hash(r.source): r.source for r in records}
+        have = set(s.scalars(select(CellSourceRow.hash).where(CellSourceRow.hash.in_(list(sources)))))
+        for h, src in sources.items():
+            if h not in have:
+                _insert_ignore(s, CellSourceRow, {"hash": h, "source": src})
+        s.execute(
+            insert(CellExecutionRow),
+            [
+                {
+                    "run_id": run_id,
+                    "seq": r.seq,
+                    "cell_id": r.cell_id,
+                    "execution_count": r.execution_count,
+                    "source_hash": source_hash(r.source),
+                    "start_time": r.start_time,
+                    "duration": r.duration,
+                    "status": r.status,
+                    "error_name": r.error_name,
+                    "error_value": clip(r.error_value) if r.error_value else r.error_value,
+                    "vars_defined": list(r.vars_defined),
+                    "vars_used": list(r.vars_used),
+                }
+                for r in records
+            ],
         )
-        s.add(row)
-        s.flush()
-        cid = row.id
-        if r.var_sources:
-            code_vars = set(r.code_vars)
-            src_ids = self._cell_ids_by_seq(s, run_id, r.var_sources.values())
-            s.add_all(
-                VariableEdgeRow(
-                    run_id=run_id,
-                    src_cell_execution_id=src_ids[seq],
-                    dst_cell_execution_id=cid,
-                    variable=var,
-                    kind="code" if var in code_vars else "data",
-                )
-                for var, seq in sorted(r.var_sources.items())
-                if seq in src_ids
-            )
-        for io in r.io:
-            s.add(
-                ArtifactEdgeRow(
-                    run_id=run_id,
-                    cell_execution_id=cid,
-                    artifact_id=self._artifact_id(s, io),
-                    direction=io.direction,
-                    via=io.via,
-                )
-            )
-        s.add_all(
-            EstimatorRow(
-                run_id=run_id,
-                cell_execution_id=cid,
-                variable=e.variable,
-                class_name=e.class_name,
-                params=e.params,
-                fitted_on=list(e.fitted_on),
-            )
+        seqs = {r.seq for r in records} | {q for r in records for q in r.var_sources.values()}
+        ids = self._cell_ids_by_seq(s, run_id, seqs)
+        var_rows = [
+            {
+                "run_id": run_id,
+                "src_cell_execution_id": ids[seq],
+                "dst_cell_execution_id": ids[r.seq],
+                "variable": var,
+                "kind": "code" if var in r.code_vars else "data",
+            }
+            for r in records
+            for var, seq in sorted(r.var_sources.items())
+            if seq in ids
+        ]
+        if var_rows:
+            s.execute(insert(VariableEdgeRow), var_rows)
+        io_rows = [
+            {
+                "run_id": run_id,
+                "cell_execution_id": ids[r.seq],
+                "artifact_id": self._artifact_id(s, io),
+                "direction": io.direction,
+                "via": io.via,
+            }
+            for r in records
+            for io in r.io
+        ]
+        if io_rows:
+            s.execute(insert(ArtifactEdgeRow), io_rows)
+        est_rows = [
+            {
+                "run_id": run_id,
+                "cell_execution_id": ids[r.seq],
+                "variable": e.variable,
+                "class_name": e.class_name,
+                "params": e.params,
+                "fitted_on": list(e.fitted_on),
+            }
+            for r in records
             for e in r.estimators
-        )
-        # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell record
-        metrics = [m for m in r.metrics if _finite(m.value)]
-        self._log_batch(
-            s, run_id, params=r.params, metrics=metrics, tags=r.tags, cell_execution_id=cid
-        )
-        return cid
+        ]
+        if est_rows:
+            s.execute(insert(EstimatorRow), est_rows)
+        for r in records:
+            if r.metrics or r.params or r.tags:
+                # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell
+                metrics = [m for m in r.metrics if _finite(m.value)]
+                self._log_batch(
+                    s, run_id, params=r.params, metrics=metrics, tags=r.tags,
+                    cell_execution_id=ids[r.seq],
+                )
+        return [ids[r.seq] for r in records]
 
     def log_artifact(
         self,
