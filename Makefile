@@ -14,11 +14,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-install-demo: $(BIN)/python
+# stamp files: reinstall only when pyproject.toml changes
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[demo]"
+	touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+install-demo: $(VENV)/.installed-demo
+
+install-test: $(VENV)/.installed-test
 
 demo: install-demo
 	@echo "== running example_notebooks/train.ipynb with lineage capture"

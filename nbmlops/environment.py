@@ -17,13 +17,31 @@ __all__ = ["collect_environment", "git_state", "notebook_hash", "find_notebook_p
 
 
 def installed_packages() -> dict[str, str]:
-    from importlib.metadata import distributions
+    """``{name: version}`` of the installed distributions, read from their directory names.
 
+    ``name-version.dist-info`` / ``.egg-info`` entries on ``sys.path`` (a directory listing,
+    a few ms) instead of parsing every METADATA file (tens of ms in a kernel that is busy
+    running the user's first cells); falls back to ``importlib.metadata`` when nothing is found.
+    """
     out: dict[str, str] = {}
-    for dist in distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if name:
-            out[str(name).lower()] = dist.version
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as it:
+                names = [e.name for e in it if e.name.endswith((".dist-info", ".egg-info"))]
+        except OSError:
+            continue
+        for name in names:
+            stem = name.rsplit(".", 1)[0]
+            dist, sep, version = stem.partition("-")
+            if sep and version:
+                out.setdefault(dist.lower().replace("_", "-"), version.split("-")[0])
+    if not out:
+        from importlib.metadata import distributions
+
+        for d in distributions():
+            meta_name = d.metadata["Name"] if d.metadata else None
+            if meta_name:
+                out[str(meta_name).lower()] = d.version
     return dict(sorted(out.items()))
 
 
