@@ -210,6 +210,8 @@ class RunResult:
     store_files: dict[str, int] = field(default_factory=dict)
     nbmlops_warnings: list[str] = field(default_factory=list)
     kernel_stderr: list[str] = field(default_factory=list)
+    #: the run's own measurement of its hooks (tag nbmlops.capture_ms_per_cell)
+    hook_ms_per_cell: float | None = None
 
 
 def _ts(value: str) -> dt.datetime:
@@ -311,6 +313,8 @@ def run_once(
         with Store(resolve_location(f"sqlite:///{db}", db.parent / "artifacts")) as store:
             try:
                 executions = store.cell_executions(run_id)
+                tag = store.get_run(run_id).tags.get("nbmlops.capture_ms_per_cell")
+                result.hook_ms_per_cell = float(tag) if tag else None
             except NbmlopsError as exc:  # the run itself is missing: a correctness failure
                 print(f"    capture rep {rep}: {exc}", file=sys.stderr)
                 executions = []
@@ -618,6 +622,13 @@ def summarize(
     rows.append(Row(f"%load_ext, fresh process, median of {len(load)} (ms)",
                     f"{auto:.1f} (autoreload)", f"{ext:.1f}", f"x{ext / auto:.1f}",
                     f"< {TARGET_LOAD_MS:g} ms", _verdict(ext < TARGET_LOAD_MS)))
+
+    hooks = [r.hook_ms_per_cell for r in capture if r.hook_ms_per_cell is not None]
+    if hooks:
+        hook = statistics.median(hooks)
+        figures["hook_ms_per_cell"] = {"median": hook, "per_rep": hooks}
+        rows.append(Row("capture hooks in the kernel, per cell (ms)", "-", f"{hook:.3f}",
+                        "", "", "info"))
 
     recorded = sum(r.recorded_cells or 0 for r in capture)
     store = sum(r.store_bytes or 0 for r in capture)

@@ -210,7 +210,7 @@ class JournalFollower:
     for its GIL); this process, idle while it waits for the kernel, does the writing.
     """
 
-    def __init__(self, path: Path, open_store: Any, *, interval: float = 0.05) -> None:
+    def __init__(self, path: Path, open_store: Any, *, interval: float = 1.0) -> None:
         import threading
 
         self.path = path

@@ -178,6 +178,8 @@ class CaptureSession(Configurable):
         self.run_experiment: str | None = None
         self.state = "stopped"
         self.cells_recorded = 0
+        #: seconds spent in this run's pre/post_run_cell hooks (the overhead users feel)
+        self.hook_seconds = 0.0
         self.internal_errors: Counter[str] = Counter()
         self._warned_internal = False
         self._warned_rejection = False
@@ -341,6 +343,7 @@ class CaptureSession(Configurable):
         self._last_definer.clear()
         self._metric_steps.clear()
         self.cells_recorded = 0
+        self.hook_seconds = 0.0
         kwargs: dict[str, Any] = {
             "name": self.run_name,
             "experiment": self.run_experiment,
@@ -376,11 +379,19 @@ class CaptureSession(Configurable):
         rid = self.run_id
         if rid is None:
             return None
+        # what capture cost this run, measured in its own hooks: published, not guessed
+        self._submit(Batch(rid, tags={
+            "nbmlops.capture_ms": f"{self.hook_seconds * 1e3:.1f}",
+            "nbmlops.capture_ms_per_cell": f"{self._hook_ms_per_cell():.3f}",
+        }))
         self._submit(EndRun(rid, status, time.time()))
         self.run_id = None
         self.state = "stopped"
         self._cell = None
         return rid
+
+    def _hook_ms_per_cell(self) -> float:
+        return self.hook_seconds * 1e3 / max(1, self.cells_recorded)
 
     def pause(self) -> None:
         if self.run_id is None:
@@ -409,6 +420,7 @@ class CaptureSession(Configurable):
             "store_problem": self._writer.problem,
             "dropped_records": self._writer.dropped + self._writer.rejected,
             "internal_errors": sum(self.internal_errors.values()),
+            "capture_ms_per_cell": round(self._hook_ms_per_cell(), 3),
         }
 
     # -- explicit logging API -------------------------------------------------------------------
@@ -501,6 +513,14 @@ class CaptureSession(Configurable):
         return {k: id(v) for k, v in self.user_ns.items() if k[:1] != "_" and k not in excluded}
 
     def pre_run_cell(self, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            self._writer.activity(True)
+            self._pre_run_cell(args)
+        finally:
+            self.hook_seconds += time.perf_counter() - started
+
+    def _pre_run_cell(self, args: tuple[Any, ...]) -> None:
         try:
             self._cell = None
             # taken, not shared: any path below that records nothing leaves no stale snapshot
@@ -546,6 +566,14 @@ class CaptureSession(Configurable):
             self.on_internal_error("pre_run_cell", exc)
 
     def post_run_cell(self, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            self._post_run_cell(args)
+        finally:
+            self._writer.activity(False)
+            self.hook_seconds += time.perf_counter() - started
+
+    def _post_run_cell(self, args: tuple[Any, ...]) -> None:
         cell = self._cell
         self._cell = None
         try:

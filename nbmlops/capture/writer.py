@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -149,6 +150,8 @@ class BackgroundWriter:
         retry_initial: float = 0.25,
         retry_max: float = 15.0,
         linger: float = 0.05,
+        quiet: float = 0.2,
+        max_delay: float = 10.0,
     ) -> None:
         self._open_store = open_store
         self._store: Store | None = None
@@ -162,6 +165,15 @@ class BackgroundWriter:
         #: Seconds the writer waits after the first new operation to write a batch at once
         #: (group commit: back-to-back cells cost one transaction, not one each).
         self.linger = linger
+        #: The writer waits for the kernel to be quiet (no cell running for ``quiet`` seconds)
+        #: before writing, so that "Run All" is not slowed by database work competing for the
+        #: GIL; it writes anyway once the oldest pending record is ``max_delay`` seconds old.
+        #: The crash journal holds whatever waits.
+        self.quiet = quiet
+        self.max_delay = max_delay
+        self._in_cell = False
+        self._last_activity = 0.0
+        self._oldest_pending = 0.0
         self._flushing = 0
         #: Last failure as a one-line message, None while writes succeed.
         self.problem: str | None = None
@@ -184,8 +196,29 @@ class BackgroundWriter:
                         del self._pending[i]
                         self.dropped += len(queued.records)
                         break
+            was_empty = not self._pending
             self._pending.append(op)
-            self._cond.notify_all()
+            if was_empty:
+                # wake the writer only to start its clock: waking it for every record would
+                # make it compete with the running cell for the GIL
+                self._oldest_pending = time.monotonic()
+                self._cond.notify_all()
+
+    def activity(self, in_cell: bool) -> None:
+        """The kernel starts (True) or finishes (False) a cell: no lock, no wake-up."""
+        self._in_cell = in_cell
+        self._last_activity = time.monotonic()
+
+    def _wait_for_quiet(self) -> None:
+        """Hold writes while cells run back to back (called with the condition held)."""
+        while not (self._stopping or self._flushing):
+            now = time.monotonic()
+            due = self._oldest_pending + self.max_delay - now
+            idle = now - self._last_activity
+            if due <= 0 or (not self._in_cell and idle >= self.quiet):
+                return
+            wait = due if self._in_cell else min(due, self.quiet - idle)
+            self._cond.wait(timeout=max(0.01, min(wait, self.quiet)))
 
     @property
     def pending(self) -> int:
@@ -228,6 +261,7 @@ class BackgroundWriter:
                 if self.linger and not (self._stopping or self._flushing):
                     # the crash journal holds these already: gather a few more cells
                     self._cond.wait_for(lambda: self._stopping or self._flushing > 0, self.linger)
+                self._wait_for_quiet()
                 batch = self._take_batch()
                 if not batch:  # only facts still being collected: wait for them
                     self._cond.wait(timeout=0.05)
@@ -303,6 +337,9 @@ class JournalOnlyWriter:
 
     def __init__(self, journal: Any) -> None:
         self._journal = journal
+
+    def activity(self, in_cell: bool) -> None:
+        pass
 
     def submit(self, op: Op) -> None:
         if isinstance(op, UpdateRun) and not op.ready:
