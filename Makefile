@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest bench clean install-demo install-test
+.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,21 @@ pytest: install-test
 
 test: lint typecheck pytest
 
+# The oldest IPython/ipykernel nbmlops allows (capture hooks broke other trackers on upgrades).
+COMPAT := $(CURDIR)/.venv-compat
+$(COMPAT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT)/bin/python -m pip install --quiet "ipython==8.18.1" "ipykernel==6.29.5" -e ".[test]"
+	touch $@
+
+test-compat: $(COMPAT)/.installed
+	PATH=$(COMPAT)/bin:$$PATH $(COMPAT)/bin/pytest -p no:cacheprovider \
+		tests/test_capture_kernel.py tests/test_capture_shell.py tests/test_magics.py
+
 bench: install-test
 	$(BIN)/python benchmarks/capture_overhead.py
 	$(BIN)/python benchmarks/store_queries.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models
+	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models

@@ -105,6 +105,7 @@ class HeadlessCapture:
         parent_run_id: str | None = None,
         run_id: str | None = None,
         base_env: dict[str, str] | None = None,
+        parameter_cells: list[str] | None = None,
     ) -> None:
         self.location = location
         self.run_id = run_id or uuid.uuid4().hex
@@ -122,6 +123,7 @@ class HeadlessCapture:
             ("NBMLOPS_NOTEBOOK_PATH", str(notebook_path) if notebook_path else None),
             ("NBMLOPS_RUN_NAME", run_name),
             ("NBMLOPS_PARENT_RUN_ID", parent_run_id),
+            ("NBMLOPS_PARAMETER_CELLS", ",".join(filter(None, parameter_cells or [])) or None),
         ):
             if value:
                 env[key] = value
@@ -185,6 +187,10 @@ def execute_notebook(
     location = resolve_location(store_url, start=workdir)
     capture = HeadlessCapture(
         location,
+        parameter_cells=[
+            c.get("id") for c in nb.cells
+            if {"parameters", "injected-parameters"} & set(c.get("metadata", {}).get("tags", []))
+        ],
         notebook_path=src,
         source=source,
         run_name=run_name,

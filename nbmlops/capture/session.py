@@ -204,6 +204,7 @@ class CaptureSession(Configurable):
             self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
         self._external = bool(external)
         self._reader: Store | None = None
+        self._parameter_cells = set(filter(None, os.environ.get("NBMLOPS_PARAMETER_CELLS", "").split(",")))
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
         self._pending_artifacts: list[LogArtifact] = []
@@ -549,14 +550,18 @@ class CaptureSession(Configurable):
             self._pending_artifacts = []
             meta = getattr(info, "cell_meta", None)
             tags = meta.get("tags") if isinstance(meta, dict) else None
-            is_parameters = isinstance(tags, list) and bool(_PARAMETER_TAGS & set(tags))
+            cell_id = getattr(info, "cell_id", None)
+            # tags arrive with the request on IPython 9; older ones get the ids from the launcher
+            is_parameters = (isinstance(tags, list) and bool(_PARAMETER_TAGS & set(tags))) or (
+                cell_id is not None and cell_id in self._parameter_cells
+            )
             self._cell = _CellState(
                 is_parameters=is_parameters,
                 seq=self._seq,
                 source=raw,
                 start=time.time(),
                 t0=time.perf_counter(),
-                cell_id=getattr(info, "cell_id", None),
+                cell_id=cell_id,
                 names=names,
                 pre_ids=last if last is not None else self._snapshot(),
                 est_pre=est_pre,
