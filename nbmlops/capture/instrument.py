@@ -170,10 +170,12 @@ class Instrumentation:
         except Exception as exc:  # noqa: BLE001
             self.tracker.on_internal_error(via, exc)
 
-    def _wrap_io(
-        self, original: Callable[..., Any], via: str, direction: str, pos: int,
-        kind_of: Callable[[tuple[Any, ...], Any], str], frame_of: Callable[[tuple[Any, ...], Any], Any],
+    def _wrap(
+        self, original: Callable[..., Any], label: str,
+        after: Callable[[tuple[Any, ...], dict[str, Any], Any, Any], None],
     ) -> Callable[..., Any]:
+        """Call ``original`` untouched; then, in a cell and outside our own calls, report
+        ``after(args, kwargs, result, caller_frame)``. Internal failures never reach the user."""
         guard = self._guard
         tracker = self.tracker
 
@@ -187,15 +189,24 @@ class Instrumentation:
             finally:
                 guard.depth -= 1
             try:
-                path = _path_of(args, kwargs, pos)
-                self._record(path, direction, via, kind_of(args, result), frame_of(args, result))
+                after(args, kwargs, result, sys._getframe(1))
             except Exception as exc:  # noqa: BLE001
-                tracker.on_internal_error(via, exc)
+                tracker.on_internal_error(label, exc)
             return result
 
         wrapper.__nbmlops_original__ = original  # type: ignore[attr-defined]
         self.wrapper_codes.add(wrapper.__code__)  # type: ignore[attr-defined]
         return wrapper
+
+    def _wrap_io(
+        self, original: Callable[..., Any], via: str, direction: str, pos: int,
+        kind_of: Callable[[tuple[Any, ...], Any], str], frame_of: Callable[[tuple[Any, ...], Any], Any],
+    ) -> Callable[..., Any]:
+        def after(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, _caller: Any) -> None:
+            path = _path_of(args, kwargs, pos)
+            self._record(path, direction, via, kind_of(args, result), frame_of(args, result))
+
+        return self._wrap(original, via, after)
 
     # -- patches --------------------------------------------------------------------------------
 
@@ -271,27 +282,12 @@ class Instrumentation:
 
     def _wrap_metric(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
         tracker = self.tracker
-        guard = self._guard
 
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if guard.depth or not tracker.cell_active:
-                return original(*args, **kwargs)
-            guard.depth += 1
-            try:
-                result = original(*args, **kwargs)
-            finally:
-                guard.depth -= 1
-            try:
-                if tracker.is_user_frame(sys._getframe(1)):
-                    tracker.on_metric(name, result)
-            except Exception as exc:  # noqa: BLE001
-                tracker.on_internal_error(name, exc)
-            return result
+        def after(_args: tuple[Any, ...], _kwargs: dict[str, Any], result: Any, caller: Any) -> None:
+            if tracker.is_user_frame(caller):  # not the scorers inside a grid search
+                tracker.on_metric(name, result)
 
-        wrapper.__nbmlops_original__ = original  # type: ignore[attr-defined]
-        self.wrapper_codes.add(wrapper.__code__)  # type: ignore[attr-defined]
-        return wrapper
+        return self._wrap(original, name, after)
 
     def _patch_sklearn_metrics(self, metrics: ModuleType) -> None:
         for name in getattr(metrics, "__all__", ()):
