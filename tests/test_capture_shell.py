@@ -206,3 +206,15 @@ def test_unknown_run_source_falls_back_to_interactive(
     assert "unknown run source 'benchmark'" in capsys.readouterr().err
     run = store.get_run(session.run_id)
     assert run.source == "interactive" and run.cell_count == 1
+
+
+def test_config_magic_reaches_the_session(shell: InteractiveShell, store: Store) -> None:
+    shell.run_line_magic("load_ext", "nbmlops")
+    session = active_session()
+    assert session is not None
+    shell.run_line_magic("config", "CaptureSession.capture_io = False")
+    assert session.capture_io is False
+    assert shell.run_cell("with open('x.txt', 'w') as fh:\n    fh.write('x')").success
+    assert session.flush(timeout=10)
+    [cell] = store.cell_executions(session.run_id)
+    assert cell.writes == []  # I/O capture switched off

@@ -260,6 +260,10 @@ class CaptureSession(Configurable):
             self._instrumentation.install()
             self._wrap_showtraceback()
         setattr(self.shell, _SHELL_ATTR, self)
+        # so that `%config CaptureSession.capture_io = False` reaches this session
+        configurables = getattr(self.shell, "configurables", None)
+        if isinstance(configurables, list):
+            configurables.append(self)
         import atexit
 
         atexit.register(self.close)
@@ -300,6 +304,9 @@ class CaptureSession(Configurable):
                 del self.shell.showtraceback
             if getattr(self.shell, _SHELL_ATTR, None) is self:
                 delattr(self.shell, _SHELL_ATTR)
+            configurables = getattr(self.shell, "configurables", None)
+            if isinstance(configurables, list) and self in configurables:
+                configurables.remove(self)
             ok = self._writer.close(timeout=float(self.flush_timeout))
             if self._journal is not None:
                 self._journal.close(delete=ok and not self._external and self._writer.pending == 0)
