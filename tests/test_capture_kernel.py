@@ -339,3 +339,11 @@ def test_parameters_cell_and_pipelines(run_notebook, store: Store) -> None:
         ("pipe", "Pipeline", ["X", "y"])
     ]
     assert cells[2].estimators == [] and cells[4].estimators == []  # built, then aliased: no fit
+
+
+def test_mlops_magics_in_a_headless_run_see_the_cells_so_far(run_notebook) -> None:
+    result, nb = run_notebook(["a = 1", "b = a + 1", "%mlops history"], name="magic")
+    assert result.status == "finished", result.error
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "")
+                   for o in nb.cells[2].outputs)
+    assert "b = a + 1" in text and "a = 1" in text, text

@@ -248,7 +248,22 @@ class CaptureSession(Configurable):
             return existing
         if self._reader is None:
             self._reader = self._open_store()
+        if self._external and self.run_id is not None:
+            self._wait_for_follower(self._reader, self.run_id, timeout=3.0)
         return self._reader
+
+    def _wait_for_follower(self, store: Store, run_id: str, timeout: float) -> None:
+        """Headless: the launching process writes about once a second; give it that time."""
+        from ..errors import NbmlopsError
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if store.run_exists(run_id) and (store.get_run(run_id).cell_count or 0) >= self._seq:
+                    return
+            except NbmlopsError:
+                return
+            time.sleep(0.1)
 
     def register(self) -> None:
         if self._registered:
