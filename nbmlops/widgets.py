@@ -214,6 +214,8 @@ def _status_parts(status: Mapping[str, Any] | None) -> tuple[str, list[tuple[str
     if status.get("run_id"):
         fields += [("run id", status["run_id"]), ("experiment", status.get("experiment") or "Default"),
                    ("cells recorded", status.get("cells_recorded"))]
+        if status.get("cells_recorded") and status.get("capture_ms_per_cell") is not None:
+            fields.append(("capture cost", f"{status['capture_ms_per_cell']:.2f} ms per cell"))
     if status.get("store"):
         fields.append(("store", status["store"]))
     for key in ("pending_writes", "store_problem", "dropped_records", "internal_errors"):

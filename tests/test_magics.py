@@ -500,6 +500,7 @@ def test_status_renderings() -> None:
     assert text.splitlines()[0] == f"nbmlops: recording run {XSS!r} (ffffffff)"
     assert re.search(r"cells recorded\s+3", text) and re.search(r"store problem\s+locked", text)
     assert "pending writes" not in text
+    assert re.search(r"capture cost\s+0\.21 ms per cell", status_text({**rec, "capture_ms_per_cell": 0.2149}))
     html = status_html(rec)
     assert "&lt;img" in html and "<img" not in html
     assert status_text({**rec, "state": "paused"}).startswith("nbmlops: paused run")
