@@ -90,7 +90,21 @@ class CliState:
                 )
             self._store = Store(loc)
             ctx.call_on_close(self._store.close)
+            _recover_crashed_sessions(self._store)
         return self._store
+
+
+def _recover_crashed_sessions(store: Store) -> None:
+    """Write what kernels that died left in their crash journals (their runs become failed)."""
+    from .capture.journal import recover_journals
+
+    try:
+        recovered = recover_journals(store.location.journal_dir, store)
+    except NbmlopsError as exc:  # a read-only store, say: the listing still works
+        log.info("crash journals not replayed: %s", exc)
+        return
+    if recovered:
+        log.info("recovered %d cell records from crashed sessions", recovered)
 
 
 pass_state = click.make_pass_decorator(CliState)

@@ -671,3 +671,24 @@ def test_run_rejects_an_unknown_kernel(tmp_path: Path) -> None:
     _notebook(tmp_path / "a.ipynb", ["x = 1"])
     res = run_script("run", "a.ipynb", "--kernel", "no-such-kernel", cwd=tmp_path)
     assert res.returncode == 2 and "no Jupyter kernel named 'no-such-kernel'" in stderr_line(res)
+
+
+def test_runs_ls_replays_the_journal_of_a_dead_kernel(runner: CliRunner, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmlops.capture.journal import Journal, journal_name
+    from nbmlops.capture.writer import Cells, StartRun
+
+    monkeypatch.chdir(tmp_path)
+    assert invoke(runner, "init").exit_code == 0
+    loc = location_in(tmp_path)
+    dead = loc.journal_dir / journal_name("e" * 32, pid=999_999_999)
+    journal = Journal(loc.journal_dir, "", path=dead)
+    journal.append(StartRun("e" * 32, {"name": "crashed-kernel", "source": "interactive"}))
+    journal.append(Cells("e" * 32, [CellRecord(seq=0, source="x = 1", start_time=T0,
+                                               duration=0.1, status="ok")]))
+    journal.close(delete=False)
+    result = invoke(runner, "runs", "ls", "--json")
+    assert result.exit_code == 0, result.output
+    [run] = json.loads(result.output)["runs"]
+    assert (run["name"], run["status"], run["cell_count"]) == ("crashed-kernel", "failed", 1)
+    assert not dead.exists()
