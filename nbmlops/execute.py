@@ -275,15 +275,14 @@ def _failed_cell_index(nb: Any) -> int | None:
 
 
 def _mark_failed(location: Any, run_id: str) -> None:
-    """The kernel ended the run as finished (or died first): record the failure."""
-    from .capture.journal import recover_journals
+    """A cell raised (the kernel ended its run as finished) or the kernel died: record it.
+
+    A dead kernel's journal was already written by :class:`HeadlessCapture`'s follower."""
     from .errors import NbmlopsError
     from .store import Store
 
     try:
         with Store(location) as store:
-            # a kernel that died may have left records only in its crash journal
-            recover_journals(location.journal_dir, store)
             if store.run_exists(run_id):
                 store.end_run(run_id, "failed")
     except NbmlopsError as exc:

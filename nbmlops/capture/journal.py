@@ -187,19 +187,23 @@ def _read_ops(path: Path, offset: int = 0) -> tuple[list[Op], int]:
     return ops, offset + end
 
 
-def _fail_unended(ops: list[Op], store: Store) -> None:
-    """Runs that started but never ended belonged to a process that died: mark them failed."""
-    started = [op.run_id for op in ops if isinstance(op, StartRun)]
-    ended = {op.run_id for op in ops if isinstance(op, EndRun)}
-    for run_id in started:
-        if run_id not in ended and store.run_exists(run_id):
+def _unended(ops: list[Op]) -> set[str]:
+    """Runs that the operations start and do not end."""
+    started = {op.run_id for op in ops if isinstance(op, StartRun)}
+    return started - {op.run_id for op in ops if isinstance(op, EndRun)}
+
+
+def _fail(run_ids: set[str], store: Store) -> None:
+    """Runs whose process died while they were open: mark them failed."""
+    for run_id in sorted(run_ids):
+        if store.run_exists(run_id):
             store.end_run(run_id, "failed", only_if_running=True)
 
 
 def _replay(path: Path, store: Store) -> int:
     ops, _ = _read_ops(path)
     added = apply_batch(store, ops, idempotent=True)
-    _fail_unended(ops, store)
+    _fail(_unended(ops), store)
     return added
 
 
@@ -217,7 +221,10 @@ class JournalFollower:
         self._open_store = open_store
         self._store: Store | None = None
         self._offset = 0
-        self._ops: list[Op] = []
+        #: read from the journal, not yet in the store
+        self._pending: list[Op] = []
+        #: runs started and not (yet) ended in the journal
+        self._open_runs: set[str] = set()
         self.interval = interval
         self.problem: str | None = None
         self.written = 0
@@ -237,24 +244,20 @@ class JournalFollower:
         try:
             if self.path.exists():
                 new, self._offset = _read_ops(self.path, self._offset)
-                self._ops.extend(new)
-            pending = self._pending()
-            if pending:
+                self._pending.extend(new)
+            if self._pending:
                 if self._store is None:
                     self._store = self._open_store()
-                self.written += apply_batch(self._store, pending, idempotent=True)
-                self._applied = len(self._ops)
+                self.written += apply_batch(self._store, self._pending, idempotent=True)
+                self._open_runs |= {op.run_id for op in self._pending if isinstance(op, StartRun)}
+                self._open_runs -= {op.run_id for op in self._pending if isinstance(op, EndRun)}
+                self._pending = []
             self.problem = None
             return True
         except Exception as exc:  # noqa: BLE001 - keep the journal; report, retry next tick
             self.problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.debug("journal follower failed", exc_info=True)
             return False
-
-    _applied = 0
-
-    def _pending(self) -> list[Op]:
-        return self._ops[self._applied :]
 
     def finish(self, *, kernel_died: bool = False) -> bool:
         """Stop following, write the rest; on success delete the journal. False if it is kept."""
@@ -265,7 +268,7 @@ class JournalFollower:
         if ok:
             try:
                 if kernel_died and self._store is not None:
-                    _fail_unended(self._ops, self._store)
+                    _fail(self._open_runs, self._store)
                 self.path.unlink(missing_ok=True)
             except Exception as exc:  # noqa: BLE001
                 self.problem = str(exc)

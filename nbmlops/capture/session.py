@@ -185,7 +185,6 @@ class CaptureSession(Configurable):
         self._warned_rejection = False
         self._announced_problem: str | None = None
         self._cell: _CellState | None = None
-        self._seq = 0
         self._last_definer: dict[str, int] = {}
         self._metric_steps: Counter[str] = Counter()
         self._excluded = set(getattr(shell, "user_ns_hidden", {}) or ()) | _IGNORED_NAMES
@@ -259,7 +258,7 @@ class CaptureSession(Configurable):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if store.run_exists(run_id) and (store.get_run(run_id).cell_count or 0) >= self._seq:
+                if store.run_exists(run_id) and (store.get_run(run_id).cell_count or 0) >= self.cells_recorded:
                     return
             except NbmlopsError:
                 return
@@ -362,7 +361,6 @@ class CaptureSession(Configurable):
         self.run_id = run_id or uuid.uuid4().hex
         self.run_name = name or default_name
         self.run_experiment = experiment or self.experiment or None
-        self._seq = 0
         self._last_definer.clear()
         self._metric_steps.clear()
         self.cells_recorded = 0
@@ -579,7 +577,7 @@ class CaptureSession(Configurable):
             )
             self._cell = _CellState(
                 is_parameters=is_parameters,
-                seq=self._seq,
+                seq=self.cells_recorded,
                 source=raw,
                 start=time.time(),
                 t0=time.perf_counter(),
@@ -711,7 +709,6 @@ class CaptureSession(Configurable):
             params=cell.params,
             tags=cell.tags,
         )
-        self._seq += 1
         self.cells_recorded += 1
         self._submit(Cells(rid, [record]))
         for op in self._pending_artifacts:

@@ -177,12 +177,10 @@ class BackgroundWriter:
         self._flushing = 0
         #: Last failure as a one-line message, None while writes succeed.
         self.problem: str | None = None
-        self.failures = 0
         self.dropped = 0
         #: Records the store refused as invalid (not retried) and the last reason.
         self.rejected = 0
         self.rejection: str | None = None
-        self.written_ops = 0
         self._thread = threading.Thread(target=self._loop, name="nbmlops-writer", daemon=True)
         self._thread.start()
 
@@ -285,7 +283,6 @@ class BackgroundWriter:
                     # put the batch back in front, in order
                     self._pending.extendleft(reversed(batch))
                     self._busy = False
-                    self.failures += 1
                     self.problem = _one_line(exc)
                     self._cond.notify_all()
                     log.debug("nbmlops writer failed, retrying in %.2fs", delay, exc_info=True)
@@ -296,7 +293,6 @@ class BackgroundWriter:
             with self._cond:
                 self._busy = False
                 self.problem = None
-                self.written_ops += len(batch)
                 self._cond.notify_all()
 
     def _take_batch(self) -> list[Op]:

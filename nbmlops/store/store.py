@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..config import StoreLocation, resolve_location
@@ -318,9 +318,6 @@ class Store:
                 )
                 for m in metrics
             )
-
-    def delete_run(self, run_id: str) -> None:
-        self._sessions.write(lambda s: s.execute(delete(RunRow).where(RunRow.id == run_id)))
 
     # -- cell executions ------------------------------------------------------------------------
 
@@ -772,13 +769,6 @@ class Store:
                 select(ArtifactRow).where(ArtifactRow.uri.in_(candidates)).order_by(ArtifactRow.id.desc())
             )
             return [_to_artifact(r) for r in rows]
-
-    def get_artifact(self, artifact_id: int) -> Artifact:
-        with self._sessions.read() as s:
-            row = s.get(ArtifactRow, artifact_id)
-            if row is None:
-                raise NotFoundError(f"no artifact {artifact_id}")
-            return _to_artifact(row)
 
     # -- lineage --------------------------------------------------------------------------------
 
