@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -267,6 +268,7 @@ def run_once(
         "kernel_name": "python3",
         "resources": {"metadata": {"path": str(workdir)}},
     }
+    headless = contextlib.ExitStack()
     if mode == "capture":
         store_dir = workdir / f"store-{rep}"
         store_dir.mkdir()
@@ -274,26 +276,24 @@ def run_once(
         run_id = uuid.uuid4().hex
         # the product's headless path: the kernel journals, this process writes the store
         # (--writer headless), or the in-kernel background writer of interactive sessions
-        capture: Any = HeadlessCapture(
+        capture = HeadlessCapture(
             resolve_location(f"sqlite:///{db}", store_dir / "artifacts"),
             notebook_path=workdir / "bench.ipynb", source="papermill",
             run_name=f"capture-overhead-{rep}", run_id=run_id, base_env=env,
         )
         if writer == "headless":
-            capture.__enter__()
+            headless.enter_context(capture)
         env = capture.env
         client: NotebookClient = CapturingClient(
             nb, extra_arguments=list(HeadlessCapture.EXTRA_ARGUMENTS), **common)
     else:
-        capture = None
         client = NotebookClient(nb, **common)
     stderr_path = workdir / f"kernel-{mode}-{rep}.stderr"
-    with stderr_path.open("w") as stderr:
+    with headless, stderr_path.open("w") as stderr:
         started = time.perf_counter()
         client.execute(env=env, stderr=stderr)
         wall = time.perf_counter() - started
-    if capture is not None and writer == "headless":
-        capture.__exit__(None, None, None)  # the store is complete after this (not timed)
+    # leaving `headless` finished the follower (not timed): the store is complete now
     span, per_kind = cell_timings(nb)
     result = RunResult(mode, rep, wall, span, per_kind, run_id=run_id)
     result.nbmlops_warnings = _nbmlops_warnings(nb)
