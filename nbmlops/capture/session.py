@@ -626,10 +626,11 @@ class CaptureSession(Configurable):
         self._last_snapshot = post_ids
         pre_ids = cell.pre_ids
         names = cell.names
+        after, before = post_ids.keys(), pre_ids.keys()  # set views: no copies on the hot path
         changed = {k for k, v in post_ids.items() if pre_ids.get(k) != v}
-        removed = set(pre_ids) - set(post_ids)
-        defined = changed | ((names.stored | names.mutated) & set(post_ids))
-        used = (names.used | names.mutated) & set(pre_ids)
+        removed = before - after
+        defined = changed | ((names.stored | names.mutated) & after)
+        used = (names.used | names.mutated) & before
         var_sources = {n: self._last_definer[n] for n in used if n in self._last_definer}
         code_vars = sorted(n for n in var_sources if isinstance(ns.get(n), _CODE_TYPES))
         for n in defined:
