@@ -626,11 +626,11 @@ class CaptureSession(Configurable):
         self._last_snapshot = post_ids
         pre_ids = cell.pre_ids
         names = cell.names
-        after, before = post_ids.keys(), pre_ids.keys()  # set views: no copies on the hot path
+        bound_after, bound_before = post_ids.keys(), pre_ids.keys()  # set views: no copies
         changed = {k for k, v in post_ids.items() if pre_ids.get(k) != v}
-        removed = before - after
-        defined = changed | ((names.stored | names.mutated) & after)
-        used = (names.used | names.mutated) & before
+        removed = bound_before - bound_after
+        defined = changed | ((names.stored | names.mutated) & bound_after)
+        used = (names.used | names.mutated) & bound_before
         var_sources = {n: self._last_definer[n] for n in used if n in self._last_definer}
         code_vars = sorted(n for n in var_sources if isinstance(ns.get(n), _CODE_TYPES))
         for n in defined:
