@@ -17,6 +17,8 @@ __all__ = [
     "AmbiguousIdError",
     "InvalidArgumentError",
     "ExecutionFailedError",
+    "PipelineError",
+    "ParameterError",
 ]
 
 
@@ -64,3 +66,13 @@ class InvalidArgumentError(NbmlopsError):
     """An argument has the wrong form (bad filter, bad sort key, bad KEY=VALUE)."""
 
     exit_code = 2
+
+
+class PipelineError(InvalidArgumentError):
+    """A pipeline definition is invalid (syntax, schema, cycle, missing notebook or step).
+
+    The message names the file and, where known, ``line:column``."""
+
+
+class ParameterError(InvalidArgumentError):
+    """A parameter given to a notebook is unknown, or cannot take the declared type."""

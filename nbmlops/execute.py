@@ -9,7 +9,6 @@ notebook's metadata records the run id and the store (papermill's habit, see STY
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .config import StoreLocation, resolve_location
 from .errors import InvalidArgumentError
@@ -157,7 +156,7 @@ class HeadlessCapture:
 
 
 def execute_notebook(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Any,
     output_path: str | os.PathLike[str] | None = None,
     *,
     cwd: str | os.PathLike[str] | None = None,
@@ -166,124 +165,95 @@ def execute_notebook(
     parent_run_id: str | None = None,
     timeout: int | None = 600,
     env: dict[str, str] | None = None,
-    kernel_name: str = "python3",
+    kernel_name: str | None = None,
     store_url: str | None = None,
     keep_output: bool = False,
+    parameters: dict[str, Any] | None = None,
+    check_parameters: bool = True,
+    run_id: str | None = None,
+    notebook_path: str | os.PathLike[str] | None = None,
+    tags: dict[str, str] | None = None,
+    on_kernel: Any = None,
+    progress_bar: bool = False,
 ) -> ExecutionResult:
-    """Execute ``path`` with capture; write the executed copy to ``output_path`` if given
-    (with ``keep_output`` and no ``output_path``: to ``.nbmlops/runs/<run-id>/``).
+    """Execute notebook ``path`` (a file, or an nbformat node with ``notebook_path`` naming its
+    origin) through papermill with the ``nbmlops`` engine; write the executed copy to
+    ``output_path`` if given (with ``keep_output`` and no ``output_path``: to
+    ``.nbmlops/runs/<run-id>/``).
 
-    The source notebook is never written to. The run is marked ``failed`` when a cell raises
-    or the kernel dies; the cells before that are recorded either way.
+    ``parameters`` are injected papermill-style; with ``check_parameters`` they are first checked
+    against the notebook's ``parameters`` cell (unknown names and a missing ``parameters`` cell are
+    :class:`~nbmlops.errors.ParameterError`; strings take the declared default's type). The source
+    notebook is never written to. The run is marked ``failed`` when a cell raises or the kernel
+    dies; the cells before that are recorded either way.
     """
-    src = Path(path).resolve()
-    try:
-        nb = nbformat.read(src, as_version=4)
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot read notebook {src}: {exc.strerror or exc}") from exc
-    except Exception as exc:  # nbformat raises JSON and validation errors of several kinds
-        raise InvalidArgumentError(f"{src} is not a valid notebook: {exc}") from exc
-    workdir = Path(cwd).resolve() if cwd else src.parent
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .params import check_parameters as _check
+
+    if isinstance(path, (str, os.PathLike)):
+        src: Path | None = Path(path).resolve()
+        origin: Path | None = src
+        try:
+            nb = nbformat.read(src, as_version=4)
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot read notebook {src}: {exc.strerror or exc}") from exc
+        except Exception as exc:  # nbformat raises JSON and validation errors of several kinds
+            raise InvalidArgumentError(f"{src} is not a valid notebook: {exc}") from exc
+    else:
+        nb, src = path, None
+        origin = Path(notebook_path).resolve() if notebook_path else None
+    label = origin.name if origin else "notebook"
+    params = dict(parameters or {})
+    if check_parameters and params:
+        params = _check(nb, params, label=label)
+    workdir = Path(cwd).resolve() if cwd else (origin.parent if origin else Path.cwd())
     location = resolve_location(store_url, start=workdir)
-    capture = HeadlessCapture(
-        location,
-        parameter_cells=[
-            c.get("id") for c in nb.cells
-            if {"parameters", "injected-parameters"} & set(c.get("metadata", {}).get("tags", []))
-        ],
-        notebook_path=src,
-        source=source,
-        run_name=run_name,
-        parent_run_id=parent_run_id,
-        base_env={**os.environ, **(env or {})},
-    )
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
-        KernelSpecManager().get_kernel_spec(kernel_name)
+        KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
-        raise InvalidArgumentError(f"no Jupyter kernel named {kernel_name!r}") from None
-    client = CapturingClient(
-        nb,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(workdir)}},
-        extra_arguments=list(HeadlessCapture.EXTRA_ARGUMENTS),
-    )
-    started = time.monotonic()
-    status, error, failed_index = "finished", None, None
-    kernel_log = _open_kernel_log(location, capture.run_id)
-    with capture:
-        try:
-            client.execute(env=capture.env, **({"stderr": kernel_log} if kernel_log else {}))
-        except CellExecutionError as exc:
-            status = "failed"
-            error = f"{exc.ename}: {exc.evalue}"
-            failed_index = _failed_cell_index(nb)
-        except DeadKernelError as exc:
-            status, capture.kernel_died = "failed", True
-            error = f"kernel died: {exc}"
-            failed_index = _failed_cell_index(nb)
-            if kernel_log is not None:
-                error += f" (kernel log: {kernel_log.name})"
-        finally:
-            if kernel_log is not None:
-                kernel_log.close()
-                if os.path.getsize(kernel_log.name) == 0 or _only_noise(kernel_log.name):
-                    os.unlink(kernel_log.name)
-                    with contextlib.suppress(OSError):
-                        os.rmdir(os.path.dirname(kernel_log.name))  # only if nothing else is there
-    duration = time.monotonic() - started
-    run_id = capture.run_id
-    nb.metadata["nbmlops"] = {"run_id": run_id, "store": location.describe(), "status": status}
-    out: Path | None = None
+        raise InvalidArgumentError(f"no Jupyter kernel named {kernel!r}") from None
+    run_id = run_id or uuid.uuid4().hex
     if output_path is None and keep_output:
-        output_path = location.runs_dir / run_id / src.name
-    if output_path is not None:
-        out = Path(output_path)
+        output_path = location.runs_dir / run_id / (origin.name if origin else "notebook.ipynb")
+    out = Path(output_path) if output_path is not None else None
+    if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out)
-    if status != "finished":
-        _mark_failed(location, run_id)
-    return ExecutionResult(run_id, out, status, duration, error, failed_index)
-
-
-def _open_kernel_log(location: StoreLocation, run_id: str) -> Any:
-    """The kernel's own stderr (ZMQ warnings, crash messages) goes to the run's kernel.log."""
-    path = location.runs_dir / run_id / "kernel.log"
+    result: dict[str, Any] = {}
+    started = time.monotonic()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w")  # noqa: SIM115 - closed after the kernel is gone
-    except OSError:
-        return None  # inherit this process's stderr instead
-
-
-_NOISE = ("Kernel is running over TCP without encryption",)
-
-
-def _only_noise(path: str) -> bool:
-    with open(path, errors="replace") as fh:
-        return all(any(n in line for n in _NOISE) for line in fh if line.strip())
-
-
-def _failed_cell_index(nb: Any) -> int | None:
-    for i, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return i
-    return None
-
-
-def _mark_failed(location: Any, run_id: str) -> None:
-    """A cell raised (the kernel ended its run as finished) or the kernel died: record it.
-
-    A dead kernel's journal was already written by :class:`HeadlessCapture`'s follower."""
-    from .errors import NbmlopsError
-    from .store import Store
-
-    try:
-        with Store(location) as store:
-            if store.run_exists(run_id):
-                store.end_run(run_id, "failed")
-    except NbmlopsError as exc:
-        log.warning("could not mark run %s failed: %s", run_id, exc)
+        papermill.execute_notebook(
+            str(src) if src is not None else nb,
+            str(out) if out is not None else None,
+            parameters=params or None,
+            engine_name="nbmlops",
+            kernel_name=kernel,
+            progress_bar=progress_bar,
+            execution_timeout=timeout,
+            nbmlops_run_id=run_id,
+            nbmlops_run_name=run_name or (origin.stem if origin else None),
+            nbmlops_source=source,
+            nbmlops_parent_run_id=parent_run_id,
+            nbmlops_store_url=location.url,
+            nbmlops_cwd=str(workdir),
+            nbmlops_env=env,
+            nbmlops_notebook_path=str(origin) if origin else None,
+            nbmlops_tags=tags,
+            nbmlops_on_kernel=on_kernel,
+            nbmlops_result=result,
+        )
+    except PapermillExecutionError:
+        pass  # the engine recorded the failure in ``result``
+    except DeadKernelError:
+        pass
+    except (CellExecutionError, CellTimeoutError):  # a cell timeout; the engine recorded it
+        pass
+    duration = time.monotonic() - started
+    return ExecutionResult(
+        result.get("run_id", run_id), out, result.get("status", "failed"), duration,
+        result.get("error"), result.get("failed_cell_index"),
+    )

@@ -295,8 +295,12 @@ def test_kernel_death_keeps_earlier_cells_and_fails_the_run(run_notebook, store:
     assert result.status == "failed" and "kernel died" in (result.error or "")
     run = store.get_run(result.run_id)
     assert run.status == "failed"
+    assert result.failed_cell_index == 2
     recorded = store.cell_executions(result.run_id)
-    assert [c.source for c in recorded] == ["a = 1", "b = a + 1"]
+    # the kernel recorded the cells before; the client side recorded the cell it died in
+    assert [c.source for c in recorded] == ["a = 1", "b = a + 1", "import os\nos._exit(1)"]
+    assert [c.status for c in recorded] == ["ok", "ok", "error"]
+    assert recorded[-1].error_name == "DeadKernelError"
 
 
 def test_runs_dataframe_has_params_and_metrics_columns(run_notebook, store: Store) -> None:

@@ -231,3 +231,24 @@ class EstimatorRow(Base):
         Index("ix_estimators_run_id", "run_id"),
         Index("ix_estimators_cell_execution_id", "cell_execution_id"),
     )
+
+
+class StepCacheRow(Base):
+    """A pipeline step run that finished: its cache key and the outputs it left.
+
+    The runner skips a step when a row with the same key exists whose outputs are still on
+    disk with the recorded fingerprints."""
+
+    __tablename__ = "step_cache"
+
+    cache_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    pipeline: Mapped[str] = mapped_column(String(255))
+    step: Mapped[str] = mapped_column(String(255))
+    #: {"files": {path: fingerprint}, "variables": {name: path}}
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_step_cache_run_id", "run_id"),)

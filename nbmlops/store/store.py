@@ -50,6 +50,7 @@ from .models import (
     MetricRow,
     ParamRow,
     RunRow,
+    StepCacheRow,
     TagRow,
     VariableEdgeRow,
 )
@@ -769,6 +770,32 @@ class Store:
                 select(ArtifactRow).where(ArtifactRow.uri.in_(candidates)).order_by(ArtifactRow.id.desc())
             )
             return [_to_artifact(r) for r in rows]
+
+    # -- pipeline step cache --------------------------------------------------------------------
+
+    def record_step_cache(
+        self, cache_key: str, run_id: str, *, pipeline: str, step: str, outputs: Mapping[str, Any]
+    ) -> None:
+        """Remember that finished step run ``run_id`` had ``cache_key`` and left ``outputs``."""
+        def work(s: Session) -> None:
+            s.merge(StepCacheRow(
+                cache_key=cache_key, run_id=run_id, pipeline=pipeline, step=step,
+                outputs=dict(outputs), created_at=time.time(),
+            ))
+
+        self._sessions.write(work)
+
+    def find_step_cache(self, cache_key: str, *, limit: int = 5) -> list[tuple[str, dict[str, Any]]]:
+        """``(run_id, outputs)`` of finished runs recorded under ``cache_key``, newest first."""
+        query = (
+            select(StepCacheRow.run_id, StepCacheRow.outputs)
+            .join(RunRow, RunRow.id == StepCacheRow.run_id)
+            .where(StepCacheRow.cache_key == cache_key, RunRow.status == "finished")
+            .order_by(StepCacheRow.created_at.desc())
+            .limit(limit)
+        )
+        with self._sessions.read() as s:
+            return [(rid, dict(outputs or {})) for rid, outputs in s.execute(query)]
 
     # -- lineage --------------------------------------------------------------------------------
 

@@ -1,0 +1,626 @@
+"""The DAG runner: steps in topological order, independent steps in parallel, cached, retried.
+
+Every step runs through papermill with the ``nbmlops`` engine, so its cells are recorded exactly
+like an interactive session's. A pipeline run is a parent run (``source=pipeline``) with one
+child run per step attempt (tags ``nbmlops.pipeline``, ``nbmlops.step``, ``nbmlops.attempt``,
+``nbmlops.cache_key``). Executed notebooks are kept under ``.nbmlops/runs/<run-id>/``.
+
+**Caching.** A step's cache key hashes its notebook's code (cell sources, kernel), its resolved
+params, the content fingerprints of its declared ``inputs`` and the outputs of the steps it
+depends on. After a successful run the key and the step's outputs (declared files and saved
+variables, with fingerprints) go to the store's ``step_cache``. A later run with the same key
+is skipped when those outputs are still on disk with the same fingerprints; its child run is
+recorded as finished with the tag ``nbmlops.cached_from``. ``force`` re-runs all or named steps.
+
+**Failure.** By default the first failed step (after its retries) stops new steps from starting;
+steps already running finish. ``keep_going`` runs every step that does not depend on a failed
+one. Retries wait ``retry_delay * 2**(attempt-1)`` seconds (capped at 60). A step's ``timeout``
+bounds the whole step: its kernel is interrupted, then killed. :meth:`PipelineRunner.cancel`
+(Ctrl-C, SIGTERM) interrupts every running kernel, kills those still alive after a grace
+period, and records the running step runs and the pipeline run as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import StoreLocation, resolve_location
+from ..errors import NbmlopsError, ParameterError, PipelineError
+from .spec import Pipeline, Step
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PipelineRunner",
+    "PipelineResult",
+    "StepResult",
+    "STEP_STATES",
+    "resolve_step_params",
+    "notebook_code_hash",
+]
+
+#: pending -> running -> ran | cached | failed | cancelled; skipped when an upstream step failed
+STEP_STATES = ("pending", "running", "ran", "cached", "failed", "skipped", "cancelled")
+#: parameters the runner injects into generated step notebooks (tagged-notebook form)
+INJECTED = ("nbmlops_inputs", "nbmlops_output_dir")
+_GLOB_CHARS = set("*?[")
+CACHE_VERSION = 1
+#: seconds a cancelled or timed-out kernel gets to stop after its interrupt before it is killed
+KILL_GRACE = 5.0
+
+
+@dataclass
+class StepResult:
+    name: str
+    state: str = "pending"
+    run_id: str | None = None
+    attempts: int = 0
+    started: float | None = None
+    duration: float = 0.0
+    error: str | None = None
+    failed_cell_index: int | None = None
+    output_notebook: Path | None = None
+    cached_from: str | None = None
+    cache_key: str | None = None
+    #: {"files": {path: fingerprint}, "variables": {name: {"path": ..., "fingerprint": ...}}}
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    pipeline: str
+    status: str  # finished | failed | cancelled
+    steps: dict[str, StepResult]
+    duration: float
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((s for s in self.steps.values() if s.state == "failed"), None)
+
+
+def notebook_code_hash(nb: Any) -> str:
+    """What a step executes: kernel and code cell sources (outputs, ids, metadata ignored)."""
+    h = hashlib.sha256()
+    h.update(str(nb.metadata.get("kernelspec", {}).get("name", "")).encode())
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            tags = sorted(cell.get("metadata", {}).get("tags", []))
+            h.update(b"\0cell\0" + json.dumps(tags).encode() + b"\0" + cell.get("source", "").encode())
+    return h.hexdigest()
+
+
+def _read_notebook(step: Step) -> Any:
+    """The notebook a step executes (cells and metadata; not validated by nbformat here)."""
+    from ..errors import InvalidArgumentError
+    from ..params import read_notebook_light
+
+    if step.notebook_node is not None:
+        return step.notebook_node
+    try:
+        return read_notebook_light(step.notebook)
+    except InvalidArgumentError as exc:
+        raise PipelineError(f"step {step.name}: {exc}") from exc
+
+
+def resolve_step_params(
+    pipeline: Pipeline, overrides: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each step's parameters: pipeline params (with ``overrides``) that its notebook declares,
+    then the step's own params; checked and coerced against the notebook's ``parameters`` cell.
+
+    Raises :class:`ParameterError` for an override no step declares and for a step param its
+    notebook does not declare."""
+    from ..params import check_parameters, coerce_value, declared_parameters
+
+    declared = {name: declared_parameters(_read_notebook(step)) or {} for name, step in pipeline.steps.items()}
+    overrides = dict(overrides or {})
+    known = set(pipeline.params) | {p for d in declared.values() for p in d if p not in INJECTED}
+    for key in overrides:
+        if key not in known:
+            import difflib
+
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ParameterError(
+                f"pipeline {pipeline.name} has no parameter {key!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; its parameters: {', '.join(sorted(known)) or 'none'}"
+            )
+    pipeline_params = dict(pipeline.params)
+    for key, value in overrides.items():
+        if key in pipeline.params and isinstance(value, str) and not isinstance(pipeline.params[key], str):
+            from ..params import ParamInfo
+
+            typed = pipeline.params[key]
+            info = ParamInfo(key, repr(typed), type(typed).__name__ if typed is not None else None)
+            value = coerce_value(key, value, info)
+        pipeline_params[key] = value
+    out: dict[str, dict[str, Any]] = {}
+    for name, step in pipeline.steps.items():
+        decl = declared[name]
+        merged = {k: v for k, v in pipeline_params.items() if k in decl}
+        merged.update(step.params)
+        if not merged:
+            out[name] = {}
+            continue
+        label = f"step {name} ({step.notebook.name})"
+        out[name] = check_parameters(_read_notebook(step), merged, label=label)
+    return out
+
+
+def _expand(root: Path, patterns: Iterable[str]) -> tuple[dict[str, Path], list[str]]:
+    """Relative path -> absolute path of files matching ``patterns``; and patterns that match
+    nothing."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern):
+            hits = sorted(glob.glob(str(root / pattern), recursive=True))
+            files = [Path(h) for h in hits if os.path.isfile(h)]
+        else:
+            p = root / pattern
+            files = [p] if p.is_file() else []
+        if not files:
+            missing.append(pattern)
+        for f in files:
+            found[os.path.relpath(f, root)] = f
+    return found, missing
+
+
+class PipelineRunner:
+    """Runs one pipeline once. Not reusable; create one per run."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        store_url: str | None = None,
+        jobs: int | None = None,
+        keep_going: bool = False,
+        force: bool | Iterable[str] = False,
+        params: Mapping[str, Any] | None = None,
+        retry_delay: float = 1.0,
+        kernel_name: str | None = None,
+        source: str = "pipeline",
+        run_tags: Mapping[str, str] | None = None,
+        on_event: Callable[[str, StepResult], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.order = pipeline.topological_order()
+        self.location: StoreLocation = resolve_location(store_url, start=pipeline.root)
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.keep_going = keep_going
+        if force is True:
+            self.force = set(pipeline.steps)
+        elif force is False:
+            self.force = set()
+        else:
+            self.force = set(force)
+            unknown = self.force - set(pipeline.steps)
+            if unknown:
+                raise PipelineError(
+                    f"--force names no step of {pipeline.name}: {', '.join(sorted(unknown))} "
+                    f"(steps: {', '.join(pipeline.steps)})"
+                )
+        self.step_params = resolve_step_params(pipeline, params)
+        self.params = {**pipeline.params, **(params or {})}
+        self.retry_delay = retry_delay
+        self.kernel_name = kernel_name
+        self.source = source
+        self.run_tags = dict(run_tags or {})
+        self.on_event = on_event
+        self.results = {name: StepResult(name) for name in self.order}
+        self.run_id = uuid.uuid4().hex
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._kernels: dict[str, int] = {}  # step name -> kernel pid
+        self._started = time.monotonic()
+        self._failed_once = False
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop: no new step starts; running kernels are interrupted, then killed."""
+        if self._cancel.is_set():
+            self._kill_all(signal.SIGKILL)  # asked twice: do not wait
+            return
+        self._cancel.set()
+        self._kill_all(signal.SIGINT)
+        timer = threading.Timer(KILL_GRACE, self._kill_all, args=(signal.SIGKILL,))
+        timer.daemon = True
+        timer.start()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> PipelineResult:
+        from ..store import Store
+
+        self.location.runs_dir.mkdir(parents=True, exist_ok=True)
+        with Store(self.location) as store:
+            store.create_run(
+                run_id=self.run_id, name=self.pipeline.name, source=self.source,
+                notebook_path=str(self.pipeline.path), params=self.params,
+                tags={
+                    "nbmlops.pipeline": self.pipeline.name,
+                    "nbmlops.pipeline_path": str(self.pipeline.path),
+                    "nbmlops.steps": str(len(self.order)),
+                    **self.run_tags,
+                },
+            )
+        try:
+            self._schedule()
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            status = self._final_status()
+            try:
+                with Store(self.location) as store:
+                    counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
+                    store.log_batch(self.run_id, tags={
+                        f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n
+                    })
+                    store.end_run(self.run_id, status)
+            except NbmlopsError as exc:
+                log.warning("could not record the end of pipeline run %s: %s", self.run_id, exc)
+        return PipelineResult(
+            self.run_id, self.pipeline.name, status, dict(self.results),
+            time.monotonic() - self._started,
+        )
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def _final_status(self) -> str:
+        states = {r.state for r in self.results.values()}
+        if self._cancel.is_set() or "cancelled" in states:
+            return "cancelled"
+        if "failed" in states or "skipped" in states or "pending" in states or "running" in states:
+            return "failed"
+        return "finished"
+
+    def _emit(self, event: str, result: StepResult) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event, result)
+            except Exception:
+                log.debug("progress callback failed", exc_info=True)
+
+    def _schedule(self) -> None:
+        pending = list(self.order)
+        running: dict[Future[None], str] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="nbmlops-step") as pool:
+            while pending or running:
+                try:
+                    self._schedule_once(pool, pending, running)
+                except KeyboardInterrupt:
+                    log.warning("interrupted: stopping the pipeline (again to kill the kernels)")
+                    self.cancel()
+
+    def _schedule_once(
+        self, pool: ThreadPoolExecutor, pending: list[str], running: dict[Future[None], str]
+    ) -> None:
+        """Start what can start, then wait a little for running steps."""
+        progressed = False
+        for name in list(pending):
+            step = self.pipeline.steps[name]
+            dep_states = [self.results[d].state for d in step.depends_on]
+            if any(s in ("failed", "skipped", "cancelled") for s in dep_states):
+                bad = next(d for d in step.depends_on
+                           if self.results[d].state in ("failed", "skipped", "cancelled"))
+                self._skip(name, f"upstream step {bad} did not succeed")
+                pending.remove(name)
+                progressed = True
+                continue
+            if self._cancel.is_set() or (self._failed_once and not self.keep_going):
+                continue
+            if not all(s in ("ran", "cached") for s in dep_states):
+                continue
+            if len(running) >= self.jobs:
+                break
+            pending.remove(name)
+            progressed = True
+            if self._try_cache(step):
+                continue
+            res = self.results[name]
+            res.state, res.started = "running", time.time()
+            self._emit("start", res)
+            running[pool.submit(self._run_step, step)] = name
+        if not running:
+            if pending and not progressed:
+                reason = ("cancelled" if self._cancel.is_set()
+                          else "not started after an earlier failure")
+                for name in pending:
+                    self._skip(name, reason)
+                pending.clear()
+            return
+        done, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+        for fut in done:
+            name = running.pop(fut)
+            exc = fut.exception()
+            res = self.results[name]
+            if exc is not None:
+                res.state = "failed"
+                res.error = f"nbmlops error: {exc}"
+                log.debug("step %s crashed", name, exc_info=exc)
+            if res.state == "failed":
+                self._failed_once = True
+            self._emit("end", res)
+        if not done:
+            self._emit("tick", self.results[self.order[0]])
+
+    def _skip(self, name: str, reason: str) -> None:
+        res = self.results[name]
+        res.state = "cancelled" if self._cancel.is_set() else "skipped"
+        res.error = reason
+        self._emit("end", res)
+
+    # -- caching --------------------------------------------------------------------------------
+
+    def _cache_key(self, step: Step) -> str:
+        params = {k: v for k, v in self.step_params[step.name].items() if k not in INJECTED}
+        files, missing = _expand(self.pipeline.root, step.inputs)
+        payload = {
+            "v": CACHE_VERSION,
+            "pipeline": self.pipeline.name,
+            "step": step.name,
+            "notebook": notebook_code_hash(_read_notebook(step)),
+            "params": json.dumps(params, sort_keys=True, default=repr),
+            "inputs": {rel: _fp(str(p)) for rel, p in sorted(files.items())},
+            "inputs_missing": sorted(missing),
+            "upstream": {
+                dep: _output_fingerprints(self.results[dep].outputs) for dep in sorted(step.depends_on)
+            },
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _try_cache(self, step: Step) -> bool:
+        """Reuse an earlier identical run of ``step``; True when it did."""
+        from ..store import Store
+
+        res = self.results[step.name]
+        try:
+            res.cache_key = self._cache_key(step)
+        except (OSError, NbmlopsError) as exc:
+            log.info("step %s: no cache key (%s)", step.name, exc)
+            return False
+        if not step.cache or step.name in self.force:
+            return False
+        with Store(self.location) as store:
+            for old_run, outputs in store.find_step_cache(res.cache_key):
+                if not _outputs_intact(self.pipeline.root, outputs):
+                    continue
+                run_id = uuid.uuid4().hex
+                store.create_run(
+                    run_id=run_id, name=f"{self.pipeline.name}/{step.name}", source=self.source,
+                    notebook_path=str(step.notebook), parent_run_id=self.run_id,
+                    params={k: v for k, v in self.step_params[step.name].items() if k not in INJECTED},
+                    tags={**self._step_tags(step, 0), "nbmlops.cached_from": old_run},
+                )
+                store.end_run(run_id, "finished")
+                res.state, res.run_id, res.cached_from, res.outputs = "cached", run_id, old_run, outputs
+                res.started = time.time()
+                self._emit("end", res)
+                return True
+        return False
+
+    def _step_tags(self, step: Step, attempt: int) -> dict[str, str]:
+        tags = {
+            "nbmlops.pipeline": self.pipeline.name,
+            "nbmlops.pipeline_run": self.run_id,
+            "nbmlops.step": step.name,
+        }
+        if attempt:
+            tags["nbmlops.attempt"] = str(attempt)
+        if self.results[step.name].cache_key:
+            tags["nbmlops.cache_key"] = self.results[step.name].cache_key or ""
+        return tags
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def _run_step(self, step: Step) -> None:
+        res = self.results[step.name]
+        for attempt in range(1, step.retries + 2):
+            res.attempts = attempt
+            if attempt > 1:
+                self._emit("retry", res)
+            self._attempt(step, attempt)
+            if res.state != "failed" or self._cancel.is_set() or attempt > step.retries:
+                break
+            delay = min(self.retry_delay * 2 ** (attempt - 1), 60.0)
+            if self._cancel.wait(delay):
+                break
+        if self._cancel.is_set() and res.state in ("failed", "running"):
+            res.state = "cancelled"
+            self._mark(res.run_id, "cancelled")
+
+    def _attempt(self, step: Step, attempt: int) -> None:
+        from ..execute import execute_notebook
+
+        res = self.results[step.name]
+        run_id = uuid.uuid4().hex
+        run_dir = self.location.runs_dir / run_id
+        params = dict(self.step_params[step.name])
+        if step.notebook_node is not None:
+            params["nbmlops_inputs"] = {
+                var: self.results[producer].outputs.get("variables", {}).get(var, {}).get("path")
+                for var, producer in step.variables_in.items()
+            }
+            params["nbmlops_output_dir"] = str(run_dir / "vars")
+        timed_out = threading.Event()
+        timer = None
+        if step.timeout:
+            timer = threading.Timer(step.timeout, self._time_out, args=(step.name, timed_out))
+            timer.daemon = True
+            timer.start()
+        res.run_id = run_id
+        t0 = time.monotonic()
+        try:
+            result = execute_notebook(
+                step.notebook_node if step.notebook_node is not None else step.notebook,
+                run_dir / f"{step.name}.ipynb",
+                cwd=self.pipeline.root,
+                run_name=f"{self.pipeline.name}/{step.name}",
+                source=self.source,
+                parent_run_id=self.run_id,
+                timeout=None,
+                kernel_name=self.kernel_name,
+                store_url=self.location.url,
+                parameters=params,
+                check_parameters=False,
+                run_id=run_id,
+                notebook_path=step.notebook,
+                tags=self._step_tags(step, attempt),
+                on_kernel=lambda pid: self._register(step.name, pid),
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._lock:
+                self._kernels.pop(step.name, None)
+        res.duration = time.monotonic() - t0
+        res.output_notebook = result.output_path
+        res.failed_cell_index = result.failed_cell_index
+        if timed_out.is_set():
+            res.state = "failed"
+            res.error = f"timed out after {step.timeout:g} s (timeout: {step.timeout:g})"
+            return
+        if result.status != "finished":
+            res.state, res.error = "failed", result.error or "failed"
+            return
+        try:
+            res.outputs = self._collect_outputs(step, run_dir)
+        except PipelineError as exc:
+            res.state, res.error = "failed", str(exc)
+            self._mark(run_id, "failed")
+            return
+        res.state, res.error = "ran", None
+        if res.cache_key and step.cache:
+            from ..store import Store
+
+            try:
+                with Store(self.location) as store:
+                    store.record_step_cache(
+                        res.cache_key, run_id, pipeline=self.pipeline.name, step=step.name,
+                        outputs=res.outputs,
+                    )
+            except NbmlopsError as exc:
+                log.warning("step %s: not cached: %s", step.name, exc)
+
+    def _collect_outputs(self, step: Step, run_dir: Path) -> dict[str, Any]:
+        files, missing = _expand(self.pipeline.root, step.outputs)
+        if missing:
+            raise PipelineError(
+                f"step {step.name} finished but did not write its declared output(s): "
+                f"{', '.join(missing)}"
+            )
+        variables: dict[str, dict[str, str | None]] = {}
+        if step.variables_out:
+            from .varsio import find_saved
+
+            saved = find_saved(run_dir / "vars")
+            lost = [v for v in step.variables_out if v not in saved]
+            if lost:
+                raise PipelineError(
+                    f"step {step.name} did not save variable(s) {', '.join(lost)} for later steps"
+                )
+            variables = {
+                name: {"path": str(path), "fingerprint": _fp(str(path))}
+                for name, path in saved.items() if name in step.variables_out
+            }
+        return {
+            "files": {rel: _fp(str(p)) for rel, p in sorted(files.items())},
+            "variables": variables,
+        }
+
+    def _register(self, step_name: str, pid: int) -> None:
+        with self._lock:
+            self._kernels[step_name] = pid
+        if self._cancel.is_set():
+            _signal(pid, signal.SIGINT)
+
+    def _time_out(self, step_name: str, flag: threading.Event) -> None:
+        flag.set()
+        with self._lock:
+            pid = self._kernels.get(step_name)
+        if pid is None:
+            return
+        _signal(pid, signal.SIGINT)
+
+        def kill() -> None:
+            with self._lock:
+                still = self._kernels.get(step_name) == pid
+            if still:
+                _signal(pid, signal.SIGKILL)
+
+        t = threading.Timer(KILL_GRACE, kill)
+        t.daemon = True
+        t.start()
+
+    def _kill_all(self, sig: int) -> None:
+        with self._lock:
+            pids = list(self._kernels.values())
+        for pid in pids:
+            _signal(pid, sig)
+
+    def _mark(self, run_id: str | None, status: str) -> None:
+        if run_id is None:
+            return
+        from ..store import Store
+
+        try:
+            with Store(self.location) as store:
+                if store.run_exists(run_id):
+                    store.end_run(run_id, status)
+        except NbmlopsError as exc:
+            log.warning("could not mark run %s %s: %s", run_id, status, exc)
+
+
+def _fp(path: str) -> str | None:
+    """The content fingerprint of a file, or None when it is missing or unreadable."""
+    from ..fingerprint import fingerprint_file
+
+    found = fingerprint_file(path)
+    return found[0] if found else None
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _output_fingerprints(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "files": dict(outputs.get("files", {})),
+        "variables": {k: v.get("fingerprint") for k, v in outputs.get("variables", {}).items()},
+    }
+
+
+def _outputs_intact(root: Path, outputs: Mapping[str, Any]) -> bool:
+    """Are a cached run's outputs still on disk with the fingerprints it recorded?"""
+    try:
+        for rel, fp in outputs.get("files", {}).items():
+            if fp is None or _fp(str(root / rel)) != fp:
+                return False
+        for entry in outputs.get("variables", {}).values():
+            if _fp(str(entry["path"])) != entry["fingerprint"]:
+                return False
+    except (OSError, KeyError, TypeError):
+        return False
+    return True
