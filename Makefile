@@ -28,17 +28,30 @@ install-demo: $(VENV)/.installed-demo
 install-test: $(VENV)/.installed-test
 
 demo: install-demo
-	@echo "== running example_notebooks/train.ipynb with lineage capture"
-	cd example_notebooks && $(BIN)/nbmlops run train.ipynb -o out/train.ipynb
+	cd example_notebooks && $(BIN)/nbmlops init
 	@echo
-	@echo "== runs in the store"
-	cd example_notebooks && $(BIN)/nbmlops runs ls --limit 5
+	@echo "== the example pipeline (example_notebooks/pipeline/pipeline.yaml)"
+	cd example_notebooks && $(BIN)/nbmlops pipeline show pipeline/pipeline.yaml
 	@echo
-	@echo "== lineage of the kept model"
-	cd example_notebooks && $(BIN)/nbmlops runs lineage models/best.joblib
+	@echo "== run it: every step's cells are recorded; train_a and train_b run in parallel"
+	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline/pipeline.yaml
 	@echo
-	@echo "Lineage store: example_notebooks/.nbmlops/nbmlops.db (SQLite)."
-	@echo "Executed notebook: example_notebooks/out/train.ipynb"
+	@echo "== run it again: nothing changed, so every step is cached and no kernel starts"
+	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline/pipeline.yaml
+	@echo
+	@echo "== the same pipeline written as one tagged notebook (example_notebooks/pipeline_tagged.ipynb)"
+	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline_tagged.ipynb
+	@echo
+	@echo "== one notebook with parameters: nbmlops run NOTEBOOK -p NAME VALUE"
+	cd example_notebooks && $(BIN)/nbmlops run train.ipynb -o out/train.ipynb -p n_estimators 50
+	@echo
+	@echo "== runs in the store (pipeline runs are parents of their step runs)"
+	cd example_notebooks && $(BIN)/nbmlops runs ls --limit 12
+	@echo
+	@echo "== lineage of the model the pipeline kept"
+	cd example_notebooks && $(BIN)/nbmlops runs lineage pipeline/models/best.joblib
+	@echo
+	@echo "Lineage store: example_notebooks/.nbmlops/nbmlops.db (SQLite); executed notebooks under example_notebooks/.nbmlops/runs/<run-id>/."
 	@echo "Explore: cd example_notebooks && ../$(VENV)/bin/nbmlops runs show <RUN>   (or %load_ext nbmlops, %mlops runs in Jupyter)"
 
 lint: install-test
@@ -67,6 +80,7 @@ test-compat: $(COMPAT)/.installed
 bench: install-test
 	$(BIN)/python benchmarks/capture_overhead.py
 	$(BIN)/python benchmarks/store_queries.py
+	$(BIN)/python benchmarks/pipeline.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models
+	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports

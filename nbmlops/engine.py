@@ -145,6 +145,11 @@ class NbmlopsEngine(NBClientEngine):
             ],
         )
         result["run_id"] = capture.run_id
+        pm_meta = nb.metadata.get("papermill")
+        if pm_meta is not None and not isinstance(pm_meta.get("input_path"), (str, type(None))):
+            # papermill records its input; for a notebook given as an object that would be
+            # the whole notebook again
+            pm_meta["input_path"] = str(notebook_path) if notebook_path else None
         nb.metadata["nbmlops"] = {"run_id": capture.run_id, "store": location.describe()}
         final_kwargs = merge_kwargs(
             safe_kwargs,
@@ -174,7 +179,8 @@ class NbmlopsEngine(NBClientEngine):
         finally:
             _finish_run(location, capture.run_id, nb, client.cell_log, died=died, opts=opts,
                         notebook_path=notebook_path, result=result,
-                        kernel_log=kernel_log.name if kernel_log is not None and died else None)
+                        kernel_log=kernel_log.name if kernel_log is not None and died
+                        and os.path.exists(kernel_log.name) else None)
             nb.metadata["nbmlops"]["status"] = result.get("status")
         return nb
 
@@ -226,8 +232,9 @@ def _finish_run(
                     params=dict(nb.metadata.get("papermill", {}).get("parameters") or {}),
                     tags={"nbmlops.capture": "client-side only"},
                 )
-            have = {c.cell_id for c in store.cell_executions(run_id)}
-            seq = max((c.seq for c in store.cell_executions(run_id)), default=0)
+            recorded = store.cell_executions(run_id) if cell_log else []
+            have = {c.cell_id for c in recorded}
+            seq = max((c.seq for c in recorded), default=0)
             missing = []
             for i, (start, duration, how, ename, evalue) in sorted(cell_log.items()):
                 cell = nb.cells[i]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -188,19 +187,17 @@ def execute_notebook(
     dies; the cells before that are recorded either way.
     """
     import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
     from papermill.exceptions import PapermillExecutionError
 
     from .params import check_parameters as _check
+    from .params import read_notebook_light
 
     if isinstance(path, (str, os.PathLike)):
         src: Path | None = Path(path).resolve()
         origin: Path | None = src
-        try:
-            nb = nbformat.read(src, as_version=4)
-        except OSError as exc:
-            raise InvalidArgumentError(f"cannot read notebook {src}: {exc.strerror or exc}") from exc
-        except Exception as exc:  # nbformat raises JSON and validation errors of several kinds
-            raise InvalidArgumentError(f"{src} is not a valid notebook: {exc}") from exc
+        # cells and metadata only: papermill reads and validates the notebook itself
+        nb = read_notebook_light(path)
     else:
         nb, src = path, None
         origin = Path(notebook_path).resolve() if notebook_path else None
@@ -211,12 +208,6 @@ def execute_notebook(
     workdir = Path(cwd).resolve() if cwd else (origin.parent if origin else Path.cwd())
     location = resolve_location(store_url, start=workdir)
     kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec(kernel)
-    except NoSuchKernel:
-        raise InvalidArgumentError(f"no Jupyter kernel named {kernel!r}") from None
     run_id = run_id or uuid.uuid4().hex
     if output_path is None and keep_output:
         output_path = location.runs_dir / run_id / (origin.name if origin else "notebook.ipynb")
@@ -248,6 +239,8 @@ def execute_notebook(
         )
     except PapermillExecutionError:
         pass  # the engine recorded the failure in ``result``
+    except NoSuchKernel:
+        raise InvalidArgumentError(f"no Jupyter kernel named {kernel!r}") from None
     except DeadKernelError:
         pass
     except (CellExecutionError, CellTimeoutError):  # a cell timeout; the engine recorded it
