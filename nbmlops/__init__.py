@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         set_tags,
     )
     from .query import compare, get_run, history, lineage, runs
+    from .slicing import export_notebook
     from .store import Store, open_store
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "history",
     "lineage",
     "compare",
+    "export_notebook",
     "Store",
     "open_store",
     "NbmlopsError",
@@ -68,7 +70,7 @@ _LAZY = {
     "log_param": "api", "log_params": "api", "log_metric": "api", "log_metrics": "api",
     "log_artifact": "api", "set_tag": "api", "set_tags": "api",
     "runs": "query", "get_run": "query", "history": "query", "lineage": "query",
-    "compare": "query", "Store": "store", "open_store": "store",
+    "compare": "query", "export_notebook": "slicing", "Store": "store", "open_store": "store",
 }
 
 

@@ -44,6 +44,7 @@ Handler = Callable[["MlopsMagics", argparse.Namespace], Any]
 ArgSpec = tuple[tuple[str, ...], dict[str, Any]]
 
 LINEAGE_TARGET_HELP = "a variable of the run, a file path, artifact:ID or cell:ID"
+EXPORT_TARGET_HELP = "a variable of the run, a file path it read or wrote, artifact:ID or cell:ID"
 
 
 # -- argument types -----------------------------------------------------------------------------
@@ -223,6 +224,20 @@ def _cmd_lineage(m: MlopsMagics, args: argparse.Namespace) -> Any:
     return LineageView(graph, direction=direction)
 
 
+def _cmd_export(m: MlopsMagics, args: argparse.Namespace) -> None:
+    from .environment import find_notebook_path
+    from .slicing import export_notebook
+
+    rid = _run_or_current(args.run, "export TARGET -o NOTEBOOK")
+    # the notebook open in this kernel is never overwritten, whichever run is exported
+    running = find_notebook_path(m.shell.user_ns if m.shell is not None else None)
+    result = export_notebook(args.target, args.output, run_id=rid, force=args.force,
+                             protected=[running])
+    print(result.summary(args.output))
+    for note in result.warnings:
+        print(f"  note: {note}")
+
+
 @dataclass(frozen=True)
 class Subcommand:
     """One ``%mlops`` subcommand: its name, one-line summary, arguments and function."""
@@ -277,6 +292,17 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                      help=f"{LINEAGE_TARGET_HELP} (default: the last file this run wrote)"),
                 _RUN,
                 _arg("--downstream", action="store_true", help="what came of TARGET instead"),
+            ),
+        ),
+        Subcommand(
+            "export", "write a notebook of only the cells a variable or file needs",
+            _cmd_export,
+            (
+                _arg("target", metavar="TARGET", help=EXPORT_TARGET_HELP),
+                _arg("-o", "--output", required=True, metavar="NOTEBOOK",
+                     help="the notebook to write (.ipynb)"),
+                _RUN,
+                _arg("--force", action="store_true", help="overwrite NOTEBOOK if it exists"),
             ),
         ),
     )
