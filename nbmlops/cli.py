@@ -413,6 +413,8 @@ def pipeline_group() -> None:
     """Validate, draw and run notebook pipelines (pipeline.yaml or one tagged notebook)."""
 
 
+_FORCE_ALL = "\0all"  # what a bare --force stands for
+
 pipeline_arg = click.argument(
     "definition", metavar="PIPELINE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
@@ -491,8 +493,9 @@ def pipeline_show(definition: Path, fmt: str, output: Path | None, ascii_only: b
               help="Steps run at once (default: the number of CPUs).")
 @click.option("-k", "--keep-going", is_flag=True,
               help="After a failure, still run every step that does not depend on it.")
-@click.option("--force", "force_steps", multiple=True, metavar="[STEP]",
-              help="Re-run STEP even when cached (repeatable); --force-all re-runs everything.")
+@click.option("--force", "force_steps", multiple=True, metavar="[STEP]", is_flag=False,
+              flag_value=_FORCE_ALL,
+              help="Re-run STEP even when cached (repeatable); --force alone re-runs every step.")
 @click.option("--force-all", is_flag=True, help="Re-run every step, ignoring the cache.")
 @click.option("--retry-delay", type=float, default=1.0, show_default=True, metavar="SECONDS",
               help="Wait before the first retry of a failed step (doubles each retry).")
@@ -542,7 +545,8 @@ def pipeline_run(
                                   live=None if progress is None else True)
     runner = PipelineRunner(
         pipe, store_url=state.store_url, jobs=jobs, keep_going=keep_going,
-        force=True if force_all else list(force_steps), params=overrides,
+        force=True if force_all or _FORCE_ALL in force_steps else list(force_steps),
+        params=overrides,
         retry_delay=retry_delay, kernel_name=kernel_name, on_event=display,
     )
 

@@ -236,6 +236,13 @@ class JournalFollower:
         return self
 
     def _loop(self) -> None:
+        # Open the store now, while the kernel boots: importing SQLAlchemy and creating or
+        # checking the schema then overlaps with the kernel's start instead of following it.
+        try:
+            if self._store is None:
+                self._store = self._open_store()
+        except Exception:  # noqa: BLE001 - _step retries and reports
+            log.debug("journal follower: store not open yet", exc_info=True)
         while not self._stop.wait(self.interval):
             self._step()
 
