@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test
+.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,13 +54,24 @@ demo: install-demo
 	@echo "Lineage store: example_notebooks/.nbmlops/nbmlops.db (SQLite); executed notebooks under example_notebooks/.nbmlops/runs/<run-id>/."
 	@echo "Explore: cd example_notebooks && ../$(VENV)/bin/nbmlops runs show <RUN>   (or %load_ext nbmlops, %mlops runs in Jupyter)"
 
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/nbmlops
+LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/style/*) labextension/package.json labextension/yarn.lock
+
+# Rebuild the JupyterLab panel when its sources change (the editable install built it once) and
+# let the venv serve the build output live (what `jupyter labextension develop` does: a symlink).
+nbmlops/labextension/static/style.js: $(LABEXT_SRC) | $(VENV)/.installed-test
+	cd labextension && $(BIN)/jlpm install && $(BIN)/jlpm build:prod
+
+labext: nbmlops/labextension/static/style.js
+	rm -rf $(LABEXT_LINK) && ln -s $(CURDIR)/nbmlops/labextension $(LABEXT_LINK)
+
 lint: install-test
 	$(BIN)/ruff check nbmlops tests benchmarks
 
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test
+pytest: install-test labext
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -81,6 +92,7 @@ bench: install-test
 	$(BIN)/python benchmarks/capture_overhead.py
 	$(BIN)/python benchmarks/store_queries.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/server_api.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports
+	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts

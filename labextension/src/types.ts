@@ -1,0 +1,162 @@
+/**
+ * Shapes of the nbmlops REST API (/nbmlops/api/). Field names are the contract documented in
+ * docs/server-api.md; tests/test_server_api.py checks that both agree with real responses.
+ */
+
+export type RunStatus = 'running' | 'finished' | 'failed' | 'cancelled' | 'abandoned';
+
+export interface StoreInfo {
+  location: string;
+  backend: string;
+  revision: string | null;
+}
+
+export interface Status {
+  ok: boolean;
+  code: string | null;
+  message: string | null;
+  version: string;
+  api_version: number;
+  store: StoreInfo;
+}
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  experiment: string;
+  source: string;
+  status: RunStatus;
+  start_time: number;
+  end_time: number | null;
+  duration: number | null;
+  notebook_path: string | null;
+  notebook: string | null;
+  parent_run_id: string | null;
+  cell_count: number | null;
+  params: { [key: string]: string };
+  metrics: { [key: string]: number | null };
+  tags: { [key: string]: string };
+}
+
+export interface RunDetail extends RunSummary {
+  notebook_hash: string | null;
+  git_commit: string | null;
+  git_dirty: boolean | null;
+  environment: { [key: string]: unknown };
+}
+
+export interface RunPage {
+  runs: RunSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface ArtifactRef {
+  id: number;
+  uri: string;
+  path: string | null;
+  kind: string;
+  fingerprint: string;
+  size: number | null;
+  schema: { [key: string]: unknown } | null;
+}
+
+export interface Metric {
+  key: string;
+  value: number | null;
+  step: number;
+}
+
+export interface Model {
+  variable: string;
+  class_name: string;
+  params: { [key: string]: unknown };
+  fitted_on: string[];
+}
+
+export interface StaleReason {
+  kind: 'variable' | 'file';
+  /** redefined | rewritten | changed | changed on disk | deleted */
+  how: string;
+  name: string | null;
+  uri: string | null;
+  path: string | null;
+  by_seq: number | null;
+  by_execution_count: number | null;
+}
+
+export interface CellMarks {
+  stale: StaleReason[];
+  superseded_by: number | null;
+}
+
+export interface Cell {
+  seq: number;
+  cell_id: string | null;
+  execution_count: number | null;
+  status: string;
+  start_time: number;
+  duration: number;
+  source: string;
+  error_name: string | null;
+  error_value: string | null;
+  vars_defined: string[];
+  vars_used: string[];
+  params: { [key: string]: string };
+  metrics: Metric[];
+  reads: ArtifactRef[];
+  writes: ArtifactRef[];
+  models: Model[];
+  stale: StaleReason[];
+  superseded_by: number | null;
+}
+
+export interface CellPage {
+  run_id: string;
+  cells: Cell[];
+  last_seq: number;
+  /** Marks of every cell of the run by seq; null when nothing changed since `since_seq`. */
+  marks: { [seq: string]: CellMarks } | null;
+}
+
+export interface NotebookRun {
+  notebook: string;
+  run: RunSummary | null;
+  cells: Cell[];
+  last_seq: number;
+  marks: { [seq: string]: CellMarks } | null;
+  new_run: boolean;
+}
+
+export interface LineageNode {
+  id: string;
+  type: 'artifact' | 'cell' | 'estimator' | 'variable' | string;
+  label: string;
+  attrs: { [key: string]: unknown };
+}
+
+export interface LineageEdge {
+  source: string;
+  target: string;
+  label: string;
+}
+
+export interface LineageGraph {
+  root: string;
+  nodes: LineageNode[];
+  edges: LineageEdge[];
+}
+
+export interface Comparison {
+  runs: RunSummary[];
+  params: { [key: string]: (string | null)[] };
+  params_differ: string[];
+  metrics: { [key: string]: (number | null)[] };
+}
+
+export interface ApiError {
+  message: string;
+  code: string;
+  status: number;
+}

@@ -1,0 +1,70 @@
+"""The Jupyter Server extension application: settings as traitlets, the route table, cleanup."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Int, Unicode, default
+
+from .handlers import route_table
+from .service import StoreService
+
+__all__ = ["NbmlopsServerApp"]
+
+
+class NbmlopsServerApp(ExtensionApp):
+    """Serves the nbmlops REST API (``/nbmlops/api/``) that the lab panel reads."""
+
+    name = "nbmlops"
+    load_other_extensions = True
+
+    store_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="SQLAlchemy URL of the store. Default: NBMLOPS_STORE_URL, else the nearest "
+        ".nbmlops/ found from the notebook's (or the server root's) directory, like a kernel.",
+    )
+    artifact_url = Unicode(
+        None, allow_none=True, config=True,
+        help="Artifact directory of the store. Default: NBMLOPS_ARTIFACT_URL, else beside the store.",
+    )
+    workers = Int(4, config=True, help="Threads that run store queries off the event loop.")
+    check_files = Bool(
+        True, config=True,
+        help="Mark a cell stale when a file it read changed on disk (files under the root only).",
+    )
+
+    @default("store_url")
+    def _default_store_url(self) -> str | None:
+        return os.environ.get("NBMLOPS_STORE_URL") or None
+
+    @default("artifact_url")
+    def _default_artifact_url(self) -> str | None:
+        return os.environ.get("NBMLOPS_ARTIFACT_URL") or None
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        self.service = StoreService(
+            self.serverapp.root_dir,
+            store_url=self.store_url,
+            artifact_url=self.artifact_url,
+            check_files=self.check_files,
+        )
+        self.executor = ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                           thread_name_prefix="nbmlops-api")
+        self.log.info("nbmlops: REST API at /nbmlops/api/ (store found from %s)",
+                      self.store_url and "the configured URL" or self.serverapp.root_dir)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(route_table(self.service, self.executor))
+
+    async def stop_extension(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()

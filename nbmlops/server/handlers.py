@@ -1,0 +1,211 @@
+"""Tornado handlers of the REST API under ``/nbmlops/api/``: parse, delegate, answer JSON.
+
+Each handler parses its query on the event loop (cheap, strict) and hands the service a
+closure that runs in the extension's thread pool, so store access never blocks the server.
+Errors are mapped to statuses once, in :meth:`NbmlopsHandler.fail`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado.ioloop import IOLoop
+
+from .._format import json_safe
+from ..errors import NbmlopsError, NotFoundError
+from ..store.entities import RUN_SOURCES, RUN_STATUSES
+from .errmap import error_code, http_status
+from .params import QueryArgs
+from .service import RunQuery, StoreService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AUTH_RESOURCE", "API_PREFIX", "route_table"]
+
+#: The resource name authorizers see for every nbmlops endpoint.
+AUTH_RESOURCE = "nbmlops"
+API_PREFIX = "nbmlops/api"
+#: Columns a run listing sorts on (the store's sort keys).
+SORT_KEYS = ("start_time", "end_time", "name", "status", "notebook")
+MAX_PAGE = 500
+MAX_COMPARE = 20
+Work = Callable[[], Any]
+
+
+class NbmlopsHandler(APIHandler):
+    """Base of every nbmlops handler: authenticated, authorized, JSON in and out."""
+
+    auth_resource = AUTH_RESOURCE
+    allowed_args: tuple[str, ...] = ()
+
+    def initialize(self, service: StoreService, executor: Executor) -> None:  # type: ignore[override]
+        self.service = service
+        self.executor = executor
+
+    def args(self) -> QueryArgs:
+        return QueryArgs(self.request.query_arguments, self.allowed_args)
+
+    def plan(self, *path_args: str) -> Work:
+        """Parse the request and return the work to run in the pool (override)."""
+        raise NotFoundError("no such nbmlops endpoint")
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, *path_args: str) -> None:
+        started = time.perf_counter()
+        try:
+            work = self.plan(*path_args)
+            result = await IOLoop.current().run_in_executor(self.executor, work)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer
+            self.fail(exc)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.set_header("Server-Timing", f"nbmlops;dur={elapsed_ms:.2f}")
+        self.write_json(result)
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False,
+                               separators=(",", ":"), default=str))
+
+    def fail(self, exc: BaseException) -> None:
+        status, code = http_status(exc), error_code(exc)
+        if isinstance(exc, NbmlopsError):
+            message = str(exc)
+            if status >= 500:
+                log.warning("nbmlops API %s: %s", self.request.path, message)
+        else:
+            log.exception("nbmlops API %s failed", self.request.path)
+            message = f"internal error in the nbmlops server extension ({type(exc).__name__}); see the server log"
+        self.write_json({"message": message, "code": code, "status": status}, status)
+
+
+class StatusHandler(NbmlopsHandler):
+    allowed_args = ("path",)
+
+    def plan(self) -> Work:  # type: ignore[override]
+        path = self.args().text("path")
+        return lambda: self.service.status(path)
+
+
+class RunsHandler(NbmlopsHandler):
+    allowed_args = ("path", "notebook", "experiment", "status", "source", "search", "sort",
+                    "order", "limit", "offset")
+
+    def plan(self) -> Work:  # type: ignore[override]
+        a = self.args()
+        query = RunQuery(
+            notebook=a.text("notebook"),
+            experiment=a.text("experiment"),
+            status=a.choice("status", RUN_STATUSES),
+            source=a.choice("source", RUN_SOURCES),
+            search=a.text("search"),
+            sort=a.choice("sort", SORT_KEYS, "start_time") or "start_time",
+            descending=a.choice("order", ("asc", "desc"), "desc") == "desc",
+            limit=a.integer("limit", 50, 1, MAX_PAGE) or 50,
+            offset=a.integer("offset", 0, 0, 10**9) or 0,
+        )
+        path = a.text("path")
+        return lambda: self.service.runs(query, path)
+
+
+class RunHandler(NbmlopsHandler):
+    allowed_args = ("path",)
+
+    def plan(self, run_id: str) -> Work:  # type: ignore[override]
+        path = self.args().text("path")
+        return lambda: self.service.run(run_id, path)
+
+
+class CellsHandler(NbmlopsHandler):
+    allowed_args = ("path", "since_seq")
+
+    def plan(self, run_id: str) -> Work:  # type: ignore[override]
+        a = self.args()
+        since = a.integer("since_seq", None, -1, 2**62)
+        path = a.text("path")
+        return lambda: self.service.cells(run_id, since, path)
+
+
+class NotebookRunHandler(NbmlopsHandler):
+    allowed_args = ("path", "run_id", "since_seq")
+
+    def plan(self) -> Work:  # type: ignore[override]
+        a = self.args()
+        path = a.text("path")
+        if not path:
+            raise_bad("path is required: the notebook's path relative to the server root")
+        run_id = a.text("run_id")
+        since = a.integer("since_seq", None, -1, 2**62)
+        assert path is not None
+        return lambda: self.service.notebook_run(path, run_id=run_id, since_seq=since)
+
+
+class LineageHandler(NbmlopsHandler):
+    allowed_args = ("path", "target", "direction", "depth", "run_id", "include_code")
+
+    def plan(self) -> Work:  # type: ignore[override]
+        a = self.args()
+        target = a.text("target")
+        if not target:
+            raise_bad("target is required: a file path relative to the server root, "
+                      "artifact:ID or cell:ID")
+        assert target is not None
+        direction = a.choice("direction", ("upstream", "downstream", "both"), "upstream")
+        depth = a.integer("depth", 50, 1, 200)
+        run_id = a.text("run_id")
+        include_code = a.flag("include_code")
+        path = a.text("path")
+        return lambda: self.service.lineage(
+            target, direction=direction or "upstream", depth=depth or 50, run_id=run_id,
+            include_code=include_code, path=path,
+        )
+
+
+class CompareHandler(NbmlopsHandler):
+    allowed_args = ("path", "ids")
+
+    def plan(self) -> Work:  # type: ignore[override]
+        a = self.args()
+        ids = a.id_list("ids", most=MAX_COMPARE)
+        path = a.text("path")
+        return lambda: self.service.compare(ids, path)
+
+
+class NotFoundHandler(NbmlopsHandler):
+    """Any other path under the API prefix: a JSON 404 (still authenticated)."""
+
+    def plan(self, rest: str = "") -> Work:  # type: ignore[override]
+        raise NotFoundError(f"no nbmlops endpoint {rest!r}; see docs/server-api.md")
+
+
+def raise_bad(message: str) -> None:
+    from ..errors import InvalidArgumentError
+
+    raise InvalidArgumentError(message)
+
+
+def route_table(service: StoreService, executor: Executor) -> list[tuple[str, type, dict[str, Any]]]:
+    """URL patterns (without the base URL) and their handlers."""
+    kw = {"service": service, "executor": executor}
+    run_id = r"([^/]+)"
+    return [
+        (rf"/{API_PREFIX}/status", StatusHandler, kw),
+        (rf"/{API_PREFIX}/runs", RunsHandler, kw),
+        (rf"/{API_PREFIX}/runs/{run_id}", RunHandler, kw),
+        (rf"/{API_PREFIX}/runs/{run_id}/cells", CellsHandler, kw),
+        (rf"/{API_PREFIX}/notebook-run", NotebookRunHandler, kw),
+        (rf"/{API_PREFIX}/lineage", LineageHandler, kw),
+        (rf"/{API_PREFIX}/compare", CompareHandler, kw),
+        (rf"/{API_PREFIX}/(.*)", NotFoundHandler, kw),
+    ]
