@@ -127,6 +127,7 @@ def cli(ctx: click.Context, store_url: str | None, verbose: int) -> None:
     """nbmlops: lineage, runs and pipelines of Jupyter notebooks."""
     if verbose:
         logging.getLogger("nbmlops").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+        logging.getLogger("papermill").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     ctx.obj = CliState(store_url)
 
 
@@ -224,14 +225,15 @@ def run_notebook(
     """
     from . import _format
     from .errors import ExecutionFailedError
-    from .execute import execute_notebook
     from .params import check_parameters, load_params_file
 
     params: dict[str, Any] = {}
     for f in params_files:
         params.update(load_params_file(f))
     params.update(dict(param_pairs))
-    params = check_parameters(notebook, params)  # before any kernel starts
+    params = check_parameters(notebook, params)  # before papermill is even imported
+    from .execute import execute_notebook
+
     result = execute_notebook(
         notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
         store_url=state.store_url, keep_output=True, parameters=params, check_parameters=False,
@@ -604,6 +606,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level not in ("DEBUG", "INFO"):
+        # papermill logs what nbmlops reports itself (a dead kernel, a failed cell) a second
+        # time; its messages come back with -v or NBMLOPS_LOG_LEVEL=INFO
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="nbmlops")
     except BrokenPipeError:  # e.g. `nbmlops runs ls | head`

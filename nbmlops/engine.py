@@ -120,6 +120,12 @@ class NbmlopsEngine(NBClientEngine):
         **kwargs: Any,
     ) -> Any:
         opts = {k[len("nbmlops_"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("nbmlops_")}
+        if kwargs.get("kernel_manager_class") is None:
+            # an unknown kernel is a usage error (NoSuchKernel): raise it before a run is
+            # recorded, and before jupyter_client logs its traceback while starting the kernel
+            from jupyter_client.kernelspec import KernelSpecManager
+
+            KernelSpecManager().get_kernel_spec(kernel_name)
         input_path = kwargs.get("input_path")
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
@@ -143,6 +149,7 @@ class NbmlopsEngine(NBClientEngine):
                 c.get("id") for c in nb.cells
                 if PARAMETER_CELL_TAGS & set(c.get("metadata", {}).get("tags", []))
             ],
+            tags=opts.get("tags"),
         )
         result["run_id"] = capture.run_id
         pm_meta = nb.metadata.get("papermill")
@@ -166,6 +173,7 @@ class NbmlopsEngine(NBClientEngine):
         client = _Client(nb_man, on_kernel=opts.get("on_kernel"), **final_kwargs)
         kernel_log = _open_kernel_log(location, capture.run_id)
         died = False
+        aborted: BaseException | None = None
         try:
             with capture:
                 try:
@@ -173,12 +181,15 @@ class NbmlopsEngine(NBClientEngine):
                 except DeadKernelError:
                     died = capture.kernel_died = True
                     raise
+                except BaseException as exc:  # the kernel did not start, Ctrl-C...
+                    aborted = exc
+                    raise
                 finally:
                     if kernel_log is not None:
                         _close_kernel_log(kernel_log)
         finally:
             _finish_run(location, capture.run_id, nb, client.cell_log, died=died, opts=opts,
-                        notebook_path=notebook_path, result=result,
+                        notebook_path=notebook_path, result=result, aborted=aborted,
                         kernel_log=kernel_log.name if kernel_log is not None and died
                         and os.path.exists(kernel_log.name) else None)
             nb.metadata["nbmlops"]["status"] = result.get("status")
@@ -197,14 +208,18 @@ def _finish_run(
     location: StoreLocation, run_id: str, nb: Any,
     cell_log: dict[int, tuple[float, float, str, str | None, str | None]], *, died: bool,
     opts: dict[str, Any], notebook_path: Any, result: dict[str, Any], kernel_log: str | None,
+    aborted: BaseException | None = None,
 ) -> None:
-    """Record from the client side what the kernel could not, and the run's final status."""
+    """Record from the client side what the kernel could not, and the run's final status.
+
+    ``aborted`` is what stopped the execution outside of any cell (a kernel that died before
+    it replied, a start-up timeout...): the run failed even though no cell did."""
     from .errors import NbmlopsError
     from .store import Store
     from .store.entities import CellRecord
 
     failed = [i for i, entry in sorted(cell_log.items()) if entry[2] != "ok"]
-    status = "failed" if failed or died else "finished"
+    status = "failed" if failed or died or aborted is not None else "finished"
     result.update(status=status, kernel_died=died, error=None, failed_cell_index=None)
     if failed:
         i = failed[0]
@@ -217,6 +232,8 @@ def _finish_run(
         )
     elif died:
         result["error"] = "kernel died"
+    elif aborted is not None:
+        result["error"] = f"{type(aborted).__name__}: {_last_line(str(aborted))}".rstrip(": ")
     try:
         with Store(location) as store:
             existed = store.run_exists(run_id)

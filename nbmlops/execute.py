@@ -9,6 +9,7 @@ notebook's metadata records the run id and the store (papermill's habit, see STY
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -104,6 +105,7 @@ class HeadlessCapture:
         run_id: str | None = None,
         base_env: dict[str, str] | None = None,
         parameter_cells: list[str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.location = location
         self.run_id = run_id or uuid.uuid4().hex
@@ -122,6 +124,7 @@ class HeadlessCapture:
             ("NBMLOPS_RUN_NAME", run_name),
             ("NBMLOPS_PARENT_RUN_ID", parent_run_id),
             ("NBMLOPS_PARAMETER_CELLS", ",".join(filter(None, parameter_cells or [])) or None),
+            ("NBMLOPS_RUN_TAGS", json.dumps(tags) if tags else None),
         ):
             if value:
                 env[key] = value
@@ -245,6 +248,9 @@ def execute_notebook(
         pass
     except (CellExecutionError, CellTimeoutError):  # a cell timeout; the engine recorded it
         pass
+    except Exception:
+        if result.get("status") != "failed":  # not an execution failure the engine recorded
+            raise
     duration = time.monotonic() - started
     return ExecutionResult(
         result.get("run_id", run_id), out, result.get("status", "failed"), duration,

@@ -29,6 +29,7 @@ def load_ipython_extension(shell: Any) -> None:
             name=os.environ.get("NBMLOPS_RUN_NAME") or None,
             run_id=os.environ.get("NBMLOPS_RUN_ID") or None,
             parent_run_id=os.environ.get("NBMLOPS_PARENT_RUN_ID") or None,
+            tags=_env_tags(),
         )
     except Exception as exc:  # noqa: BLE001 - loading must never break the notebook
         print(f"nbmlops warning: capture could not start ({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -40,6 +41,20 @@ def load_ipython_extension(shell: Any) -> None:
             shell.register_magics(MlopsMagics)
     except Exception as exc:  # noqa: BLE001
         print(f"nbmlops warning: %mlops magics unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def _env_tags() -> dict[str, str] | None:
+    """Run tags the launcher passed (``NBMLOPS_RUN_TAGS``, a JSON object), e.g. a pipeline step's."""
+    raw = os.environ.get("NBMLOPS_RUN_TAGS")
+    if not raw:
+        return None
+    import json
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
 
 def unload_ipython_extension(shell: Any) -> None:

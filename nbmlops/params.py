@@ -237,10 +237,14 @@ def _check_typed(name: str, value: Any, type_name: str | None) -> Any:
     }.get(type_name)
     if ok is not None and not ok(value):
         raise ParameterError(
-            f"parameter {name!r}: {value!r} is a {type(value).__name__}, the notebook declares a "
-            f"{type_name}"
+            f"parameter {name!r}: {value!r} is {_a(type(value).__name__)}, the notebook declares "
+            f"{_a(type_name)}"
         )
     return value
+
+
+def _a(type_name: str) -> str:
+    return f"{'an' if type_name[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {type_name}"
 
 
 def check_parameters(

@@ -60,6 +60,8 @@ class ProgressDisplay:
                 line = f"[{format_duration(time.monotonic() - self.t0):>7}] {result.name}: "
                 if event == "retry":
                     line += f"retrying (attempt {result.attempts}) after: {result.error}"
+                elif event == "start":
+                    line += "started"
                 else:
                     line += _state_text(result, now)
                 self.stream.write(line + "\n")

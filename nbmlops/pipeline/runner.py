@@ -3,7 +3,7 @@
 Every step runs through papermill with the ``nbmlops`` engine, so its cells are recorded exactly
 like an interactive session's. A pipeline run is a parent run (``source=pipeline``) with one
 child run per step attempt (tags ``nbmlops.pipeline``, ``nbmlops.step``, ``nbmlops.attempt``,
-``nbmlops.cache_key``). Executed notebooks are kept under ``.nbmlops/runs/<run-id>/``.
+``nbmlops.cache_hash``). Executed notebooks are kept under ``.nbmlops/runs/<run-id>/``.
 
 **Caching.** A step's cache key hashes its notebook's code (cell sources, kernel), its resolved
 params, the content fingerprints of its declared ``inputs`` and the outputs of the steps it
@@ -227,6 +227,7 @@ class PipelineRunner:
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._kernels: dict[str, int] = {}  # step name -> kernel pid
+        self._timeouts: dict[str, threading.Event] = {}  # step name -> set when it timed out
         self._started = time.monotonic()
         self._failed_once = False
 
@@ -427,7 +428,8 @@ class PipelineRunner:
         if attempt:
             tags["nbmlops.attempt"] = str(attempt)
         if self.results[step.name].cache_key:
-            tags["nbmlops.cache_key"] = self.results[step.name].cache_key or ""
+            # not "...cache_key": names ending in "key" look secret and are redacted
+            tags["nbmlops.cache_hash"] = self.results[step.name].cache_key or ""
         return tags
 
     # -- execution ------------------------------------------------------------------------------
@@ -438,17 +440,24 @@ class PipelineRunner:
             res.attempts = attempt
             if attempt > 1:
                 self._emit("retry", res)
-            self._attempt(step, attempt)
-            if res.state != "failed" or self._cancel.is_set() or attempt > step.retries:
+            outcome = self._attempt(step, attempt)
+            if outcome != "failed" or self._cancel.is_set() or attempt > step.retries:
+                res.state = outcome
                 break
+            # to be retried: the step stays "running", so the steps that depend on it wait
+            # (the scheduler skips the dependents of a "failed" step)
             delay = min(self.retry_delay * 2 ** (attempt - 1), 60.0)
             if self._cancel.wait(delay):
+                res.state = "failed"
                 break
         if self._cancel.is_set() and res.state in ("failed", "running"):
             res.state = "cancelled"
             self._mark(res.run_id, "cancelled")
 
-    def _attempt(self, step: Step, attempt: int) -> None:
+    def _attempt(self, step: Step, attempt: int) -> str:
+        """Run ``step`` once; return ``ran`` or ``failed`` (``res.error`` says why). The caller
+        sets the step's state: a failed attempt that will be retried leaves it ``running``."""
+        t0 = time.monotonic()  # the attempt's wall time, papermill's first import included
         from ..execute import execute_notebook
 
         res = self.results[step.name]
@@ -468,7 +477,9 @@ class PipelineRunner:
             timer.daemon = True
             timer.start()
         res.run_id = run_id
-        t0 = time.monotonic()
+        result = None
+        with self._lock:
+            self._timeouts[step.name] = timed_out
         try:
             result = execute_notebook(
                 step.notebook_node if step.notebook_node is not None else step.notebook,
@@ -487,28 +498,35 @@ class PipelineRunner:
                 tags=self._step_tags(step, attempt),
                 on_kernel=lambda pid: self._register(step.name, pid),
             )
+        except Exception as exc:  # noqa: BLE001 - e.g. the kernel died before it replied
+            res.error = str(exc) if isinstance(exc, NbmlopsError) else f"{type(exc).__name__}: {exc}"
+            log.debug("step %s: execution failed", step.name, exc_info=True)
         finally:
             if timer is not None:
                 timer.cancel()
             with self._lock:
                 self._kernels.pop(step.name, None)
+                self._timeouts.pop(step.name, None)
         res.duration = time.monotonic() - t0
-        res.output_notebook = result.output_path
-        res.failed_cell_index = result.failed_cell_index
+        res.output_notebook = result.output_path if result is not None else None
+        res.failed_cell_index = result.failed_cell_index if result is not None else None
         if timed_out.is_set():
-            res.state = "failed"
             res.error = f"timed out after {step.timeout:g} s (timeout: {step.timeout:g})"
-            return
+            self._mark(run_id, "failed")
+            return "failed"
+        if result is None:
+            self._mark(run_id, "failed")
+            return "failed"
         if result.status != "finished":
-            res.state, res.error = "failed", result.error or "failed"
-            return
+            res.error = result.error or "failed"
+            return "failed"
         try:
             res.outputs = self._collect_outputs(step, run_dir)
         except PipelineError as exc:
-            res.state, res.error = "failed", str(exc)
+            res.error = str(exc)
             self._mark(run_id, "failed")
-            return
-        res.state, res.error = "ran", None
+            return "failed"
+        res.error = None
         if res.cache_key and step.cache:
             from ..store import Store
 
@@ -520,6 +538,7 @@ class PipelineRunner:
                     )
             except NbmlopsError as exc:
                 log.warning("step %s: not cached: %s", step.name, exc)
+        return "ran"
 
     def _collect_outputs(self, step: Step, run_dir: Path) -> dict[str, Any]:
         files, missing = _expand(self.pipeline.root, step.outputs)
@@ -550,8 +569,11 @@ class PipelineRunner:
     def _register(self, step_name: str, pid: int) -> None:
         with self._lock:
             self._kernels[step_name] = pid
-        if self._cancel.is_set():
-            _signal(pid, signal.SIGINT)
+            timed_out = self._timeouts.get(step_name)
+        if self._cancel.is_set() or (timed_out is not None and timed_out.is_set()):
+            # cancelled, or out of time, while this kernel started: nothing of the step ran
+            # yet, and an idle kernel ignores an interrupt
+            _signal(pid, signal.SIGKILL)
 
     def _time_out(self, step_name: str, flag: threading.Event) -> None:
         flag.set()

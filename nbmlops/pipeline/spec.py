@@ -742,14 +742,16 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
 
 def _suggest_file(given: str, resolved: Path) -> str:
     try:
-        siblings = [f.name for f in resolved.parent.iterdir() if f.is_file()]
+        siblings = [f for f in resolved.parent.iterdir() if f.is_file() and f.suffix == resolved.suffix]
     except OSError:
         return ""
-    match = difflib.get_close_matches(resolved.name, siblings, n=1, cutoff=0.6)
+    # compare stems: the shared ".ipynb" would make any short name look close
+    by_stem = {f.stem: f.name for f in siblings}
+    match = difflib.get_close_matches(resolved.stem, list(by_stem), n=1, cutoff=0.6)
     if not match:
         return ""
     parent = Path(given).parent
-    return f" (did you mean {(parent / match[0]).as_posix()!r}?)"
+    return f" (did you mean {(parent / by_stem[match[0]]).as_posix()!r}?)"
 
 
 def validate_pipeline_yaml(path: str | Path) -> list[str]:
