@@ -634,6 +634,14 @@ def test_tagged_notebook_pipeline(tmp_path: Path, store_url: str, store: Store) 
     assert states(again) == dict.fromkeys("abcd", "cached")
     assert total_cells(store) == cells
 
+    # d declares no outputs (the tagged form cannot), but capture saw it write result.txt:
+    # deleting the file makes d run again and write it back; nothing else re-runs
+    assert steps["d"].outputs["files"] == {"result.txt": again.steps["d"].outputs["files"]["result.txt"]}
+    (tmp_path / "result.txt").unlink()
+    third = run_pipeline(nb, store_url)
+    assert states(third) == {"a": "cached", "b": "cached", "c": "cached", "d": "ran"}
+    assert (tmp_path / "result.txt").read_text() == "23"
+
 
 def test_tagged_notebook_after_a_missing_step(tmp_path: Path, store_url: str, store: Store) -> None:
     make_notebook(tmp_path / "flow.ipynb", [("x = 1", ["step:a"]), ("y = x", ["step:b", "after:z"])])

@@ -561,10 +561,38 @@ class PipelineRunner:
                 name: {"path": str(path), "fingerprint": _fp(str(path))}
                 for name, path in saved.items() if name in step.variables_out
             }
-        return {
-            "files": {rel: _fp(str(p)) for rel, p in sorted(files.items())},
-            "variables": variables,
-        }
+        found = {rel: _fp(str(p)) for rel, p in files.items()}
+        # files the step's cells were seen writing count as outputs too: a cached step whose
+        # file was deleted or changed since re-runs, declared in `outputs:` or not
+        for rel, fp in self._written_files(run_dir.name).items():
+            found.setdefault(rel, fp)
+        return {"files": dict(sorted(found.items())), "variables": variables}
+
+    def _written_files(self, run_id: str) -> dict[str, str]:
+        """Files under the pipeline root that run ``run_id`` wrote (as capture recorded them)
+        and that are still there, with their fingerprints now."""
+        from ..store import Store
+
+        root = self.pipeline.root.resolve()
+        private = self.location.runs_dir.resolve()
+        out: dict[str, str] = {}
+        try:
+            with Store(self.location) as store:
+                uris = {a.uri for ce in store.cell_executions(run_id) for a in ce.writes}
+        except NbmlopsError as exc:
+            log.info("outputs of run %s not read from the store: %s", run_id, exc)
+            return out
+        for uri in sorted(uris):
+            path = Path(uri)
+            if not path.is_absolute():
+                continue
+            real = path.resolve()
+            if private in real.parents or (root not in real.parents):
+                continue
+            fp = _fp(str(real))
+            if fp is not None:
+                out[real.relative_to(root).as_posix()] = fp
+        return out
 
     def _register(self, step_name: str, pid: int) -> None:
         with self._lock:
