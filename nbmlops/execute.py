@@ -136,7 +136,6 @@ class HeadlessCapture:
 
     def __enter__(self) -> HeadlessCapture:
         from .capture.journal import JournalFollower, journal_name
-        from .store import Store
 
         path = self.location.journal_dir / journal_name(self.run_id)
         try:
@@ -145,7 +144,15 @@ class HeadlessCapture:
             return self  # the kernel's own writer will warn about the store
         self.env["NBMLOPS_JOURNAL"] = str(path)
         location = self.location
-        self.follower = JournalFollower(path, lambda: Store(location)).start()
+
+        def open_store() -> Any:
+            # imported here, in the follower's thread: SQLAlchemy's import (~0.25 s) then
+            # overlaps with the kernel's start instead of delaying it
+            from .store import Store
+
+            return Store(location)
+
+        self.follower = JournalFollower(path, open_store).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
