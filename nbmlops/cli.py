@@ -505,13 +505,16 @@ def pipeline_show(definition: Path, fmt: str, output: Path | None, ascii_only: b
               help="Jupyter kernel for every step (default: each notebook's own).")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress display (default: on when stderr is a terminal).")
+@click.option("--run-id", "run_id", default=None, metavar="HEX32", hidden=True,
+              help="Id of the pipeline run to create (for launchers that watch it, e.g. the "
+              "JupyterLab panel).")
 @json_option
 @pass_state
 def pipeline_run(
     state: CliState, definition: Path, param_pairs: Sequence[tuple[str, str]],
     params_files: Sequence[Path], jobs: int | None, keep_going: bool, force_steps: Sequence[str],
     force_all: bool, retry_delay: float, kernel_name: str | None, progress: bool | None,
-    as_json: bool,
+    run_id: str | None, as_json: bool,
 ) -> None:
     """Run PIPELINE: steps in dependency order, independent ones in parallel, cached.
 
@@ -549,7 +552,7 @@ def pipeline_run(
         pipe, store_url=state.store_url, jobs=jobs, keep_going=keep_going,
         force=True if force_all or _FORCE_ALL in force_steps else list(force_steps),
         params=overrides,
-        retry_delay=retry_delay, kernel_name=kernel_name, on_event=display,
+        retry_delay=retry_delay, kernel_name=kernel_name, on_event=display, run_id=run_id,
     )
 
     def on_term(signum: int, frame: Any) -> None:

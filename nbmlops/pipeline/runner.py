@@ -197,6 +197,7 @@ class PipelineRunner:
         source: str = "pipeline",
         run_tags: Mapping[str, str] | None = None,
         on_event: Callable[[str, StepResult], None] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.order = pipeline.topological_order()
@@ -223,7 +224,9 @@ class PipelineRunner:
         self.run_tags = dict(run_tags or {})
         self.on_event = on_event
         self.results = {name: StepResult(name) for name in self.order}
-        self.run_id = uuid.uuid4().hex
+        if run_id is not None and (len(run_id) != 32 or not all(c in "0123456789abcdef" for c in run_id)):
+            raise PipelineError(f"run id must be 32 lowercase hex characters, not {run_id!r}")
+        self.run_id = run_id or uuid.uuid4().hex
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._kernels: dict[str, int] = {}  # step name -> kernel pid
