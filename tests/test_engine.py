@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +14,8 @@ import pytest
 from nbmlops.execute import execute_notebook
 from nbmlops.store import Store
 
+from ._scripts import clean_env, nbmlops, one_line_error, script
 from .conftest import make_notebook
-
-BIN = Path(sys.executable).parent
-
-
-def script(name: str) -> str:
-    found = shutil.which(name, path=str(BIN))
-    assert found, f"{name} is not installed next to the test interpreter"
-    return found
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBMLOPS_")}
-    env.update(extra)
-    return env
-
-
-def nbmlops(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([script("nbmlops"), *args], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """The whole stderr: one ``Error:`` line, no traceback."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    return lines[0]
 
 
 def all_runs(store: Store) -> list[Any]:

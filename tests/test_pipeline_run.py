@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from nbmlops.pipeline.runner import PipelineResult, PipelineRunner
 from nbmlops.pipeline.spec import load_pipeline
 from nbmlops.store import Store
 
+from ._scripts import clean_env, nbmlops, script
+from ._scripts import one_line_error as _one_line_error
 from .conftest import make_notebook
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_notebooks" / "pipeline"
@@ -31,28 +32,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "example_notebooks" / "pipeline"
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def nbmlops_script() -> str:
-    found = shutil.which("nbmlops", path=str(Path(sys.executable).parent))
-    assert found, "the nbmlops console script is not installed next to the test interpreter"
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("NBMLOPS_")}
-
-
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([nbmlops_script(), *args], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return nbmlops(*args, cwd=cwd, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """All of stderr (progress is off): one ``Error:`` line, no traceback."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    return lines[0][len("Error: "):]
+    """All of stderr (progress is off): one ``Error:`` line, no traceback; without ``Error: ``."""
+    return _one_line_error(proc)[len("Error: "):]
 
 
 def step_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -550,7 +536,7 @@ def test_cancel_stops_kernels_and_records_cancelled(
     write(tmp_path / "pipeline.yaml", "name: long\nsteps:\n  long: {notebook: long.ipynb}\n"
           "  next: {notebook: next.ipynb, depends_on: [long]}\n")
     proc = subprocess.Popen(
-        [nbmlops_script(), "--store", store_url, "pipeline", "run", "pipeline.yaml", "--json"],
+        [script("nbmlops"), "--store", store_url, "pipeline", "run", "pipeline.yaml", "--json"],
         cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, like a shell job that gets Ctrl-C
     )
