@@ -76,3 +76,8 @@ class PipelineError(InvalidArgumentError):
 
 class ParameterError(InvalidArgumentError):
     """A parameter given to a notebook is unknown, or cannot take the declared type."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        #: the parameter's name, when one parameter is at fault
+        self.param = param

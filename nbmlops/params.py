@@ -196,7 +196,8 @@ def coerce_value(name: str, value: Any, info: ParamInfo | None) -> Any:
     except ValueError as exc:
         raise ParameterError(
             f"parameter {name!r}: cannot use {value!r} as {type_name} "
-            f"(the notebook declares {name} = {info.default if info else '?'}): {exc}"
+            f"(the notebook declares {name} = {info.default if info else '?'}): {exc}",
+            param=name,
         ) from None
     # NoneType or unknown: best guess from the text (numbers, booleans, null, lists), else str
     parsed = _parse_literal(text)
@@ -238,7 +239,8 @@ def _check_typed(name: str, value: Any, type_name: str | None) -> Any:
     if ok is not None and not ok(value):
         raise ParameterError(
             f"parameter {name!r}: {value!r} is {_a(type(value).__name__)}, the notebook declares "
-            f"{_a(type_name)}"
+            f"{_a(type_name)}",
+            param=name,
         )
     return value
 
@@ -279,7 +281,8 @@ def check_parameters(
             raise ParameterError(
                 f"{label} has no parameter {key!r}"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; its parameters: {known}"
+                + f"; its parameters: {known}",
+                param=key,
             )
         out[key] = coerce_value(key, value, declared[key])
     return out

@@ -353,7 +353,11 @@ def test_definition_errors(tmp_path: Path, store_url: str, store: Store, case: s
     proc = cli("--store", store_url, "pipeline", "run", "pipeline.yaml", "--no-progress",
                cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert message in one_line_error(proc)
+    error = one_line_error(proc)
+    assert message in error
+    assert error.startswith("pipeline.yaml:"), error  # every definition error has a position
+    if "param" in case:  # blamed on the step's params in the yaml (line 3), not just the step
+        assert error.startswith("pipeline.yaml:3:"), error
     assert all_runs(store) == []
     assert not (Path(store_url[len("sqlite:///"):]).parent / "runs").exists()
 

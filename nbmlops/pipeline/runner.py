@@ -157,7 +157,14 @@ def resolve_step_params(
             out[name] = {}
             continue
         label = f"step {name} ({step.notebook.name})"
-        out[name] = check_parameters(_read_notebook(step), merged, label=label)
+        try:
+            out[name] = check_parameters(_read_notebook(step), merged, label=label)
+        except ParameterError as exc:
+            where = pipeline.locate(f"steps.{name}.params.{exc.param}", f"params.{exc.param}",
+                                    f"steps.{name}")
+            if where is None:
+                raise
+            raise ParameterError(f"{where}: {exc}", param=exc.param) from None
     return out
 
 

@@ -94,6 +94,13 @@ class Pipeline:
     root: Path
     params: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
+    #: ``pipeline.yaml`` only: ``"FILE:LINE:COL"`` of nodes that later checks may blame
+    #: (``steps.NAME``, ``steps.NAME.params.KEY``, ``params.KEY``)
+    locations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def locate(self, *candidates: str) -> str | None:
+        """The ``FILE:LINE:COL`` of the first of ``candidates`` the definition knows."""
+        return next((self.locations[c] for c in candidates if c in self.locations), None)
 
     # -- graph queries ---------------------------------------------------------------------
 
@@ -731,8 +738,20 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
     if problems:
         return None, report(problems)
 
+    locations: dict[str, str] = {}
+
+    def locate(at: _NodePath, key: bool = True) -> None:
+        line, col = positions.at(at, key=key)
+        locations[".".join(str(p) for p in at)] = f"{file}:{line}:{col}"
+
+    for k in data.get("params") or {}:
+        locate(("params", k))
+    for name, raw in raw_steps.items():
+        locate(("steps", name))
+        for k in raw.get("params") or {}:
+            locate(("steps", name, "params", k))
     pipeline = Pipeline(name=data["name"], path=pipeline_path, root=root,
-                        params=dict(data.get("params") or {}), steps=steps)
+                        params=dict(data.get("params") or {}), steps=steps, locations=locations)
     cycle = pipeline.find_cycle()
     if cycle is not None:
         line, col = positions.at(("steps", cycle[0]), key=True)
