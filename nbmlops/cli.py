@@ -538,29 +538,32 @@ def pipeline_run(
     from .pipeline.runner import PipelineRunner
     from .pipeline.spec import load_pipeline
 
-    pipe = load_pipeline(definition)
-    overrides: dict[str, Any] = {}
-    for f in params_files:
-        overrides.update(load_params_file(f))
-    overrides.update(dict(param_pairs))
+    runner: PipelineRunner | None = None
     display = None
-    order = pipe.topological_order()
-    if progress or (progress is None and not as_json):
-        display = ProgressDisplay(sys.stderr, order,
-                                  live=None if progress is None else True)
-    runner = PipelineRunner(
-        pipe, store_url=state.store_url, jobs=jobs, keep_going=keep_going,
-        force=True if force_all or _FORCE_ALL in force_steps else list(force_steps),
-        params=overrides,
-        retry_delay=retry_delay, kernel_name=kernel_name, on_event=display, run_id=run_id,
-    )
 
     def on_term(signum: int, frame: Any) -> None:
+        if runner is None:  # still loading the definition: there is nothing to stop yet
+            raise CliError("pipeline cancelled before it started (SIGTERM)", 130)
         click.echo("nbmlops: stopping the pipeline (signal received)...", err=True)
         runner.cancel()
 
     previous = _signal.signal(_signal.SIGTERM, on_term)
     try:
+        pipe = load_pipeline(definition)
+        overrides: dict[str, Any] = {}
+        for f in params_files:
+            overrides.update(load_params_file(f))
+        overrides.update(dict(param_pairs))
+        order = pipe.topological_order()
+        if progress or (progress is None and not as_json):
+            display = ProgressDisplay(sys.stderr, order,
+                                      live=None if progress is None else True)
+        runner = PipelineRunner(
+            pipe, store_url=state.store_url, jobs=jobs, keep_going=keep_going,
+            force=True if force_all or _FORCE_ALL in force_steps else list(force_steps),
+            params=overrides, retry_delay=retry_delay, kernel_name=kernel_name,
+            on_event=display, run_id=run_id,
+        )
         result = runner.run()  # Ctrl-C inside: the runner cancels and returns
     finally:
         _signal.signal(_signal.SIGTERM, previous)

@@ -414,6 +414,11 @@ def test_failing_step_fails_fast(failing: Path, store_url: str, store: Store) ->
     assert cells[-1].error_name == "ValueError"
     rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[1:4]}
     assert rows == {"bad": "failed", "after_bad": "skipped", "other": "skipped"}
+    # the parent run knows every step's state, also of those without a run
+    assert {k: v for k, v in parent.tags.items() if k.startswith("nbmlops.step_state.")} == {
+        "nbmlops.step_state.bad": "failed", "nbmlops.step_state.after_bad": "skipped",
+        "nbmlops.step_state.other": "skipped"}
+    assert kids["bad"].tags["nbmlops.error"] == "ValueError: last line 7"
 
 
 @pytest.mark.kernel
@@ -449,6 +454,8 @@ def test_step_timeout(tmp_path: Path, store_url: str, store: Store, timeout: str
     parent, kids = pipeline_runs(store, parent.id)
     assert parent.status == "failed" and kids["slow"].status == "failed"
     assert kids["slow"].id.startswith(short)
+    # no cell may have failed (timeout 0.1: killed before the first), the reason is recorded
+    assert kids["slow"].tags["nbmlops.error"].startswith(f"timed out after {timeout} s")
     cells = [c.status for c in store.cell_executions(kids["slow"].id)]
     assert cells == (["ok", "error"] if timeout == "3" else [])
 

@@ -194,7 +194,7 @@ async def test_unknown_run_is_404_json(jp_fetch: Any, run_id: str) -> None:
 
 
 async def test_unknown_endpoint_is_404_json(jp_fetch: Any) -> None:
-    code, body, _ = await get_error(jp_fetch, "pipelines")
+    code, body, _ = await get_error(jp_fetch, "no-such-endpoint")
     assert code == 404 and body["code"] == "not_found"
 
 

@@ -39,13 +39,39 @@ export async function requestAPI<T>(
   const qs = params.toString();
   const url =
     URLExt.join(settings.baseUrl, 'nbmlops', 'api', endpoint) + (qs ? `?${qs}` : '');
+  return send<T>(url, { method: 'GET', cache: 'no-store' }, settings);
+}
+
+/**
+ * POST a JSON body to `/nbmlops/api/<endpoint>` (an action). `ServerConnection.makeRequest`
+ * adds Jupyter's XSRF header from the `_xsrf` cookie, as for every Jupyter POST.
+ */
+export async function postAPI<T>(
+  endpoint: string,
+  body: unknown = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, 'nbmlops', 'api', endpoint);
+  return send<T>(
+    url,
+    {
+      method: 'POST',
+      cache: 'no-store',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body)
+    },
+    settings
+  );
+}
+
+async function send<T>(
+  url: string,
+  init: RequestInit,
+  settings: ServerConnection.ISettings
+): Promise<T> {
   let response: Response;
   try {
-    response = await ServerConnection.makeRequest(
-      url,
-      { method: 'GET', cache: 'no-store' },
-      settings
-    );
+    response = await ServerConnection.makeRequest(url, init, settings);
   } catch (error) {
     throw new NbmlopsApiError(
       0,

@@ -1,5 +1,5 @@
 /**
- * The "MLOps" side panel: a header and three tabs (This notebook, Runs, Lineage) over the
+ * The "MLOps" side panel: a header and four tabs (This notebook, Runs, Lineage, Pipelines) over the
  * active notebook. Tracks which notebook is active and whether its kernel is running cells.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
@@ -11,6 +11,7 @@ import { IPanelContext } from './context';
 import { h } from './dom';
 import { LineageView } from './lineageView';
 import { NotebookView } from './notebookView';
+import { PipelinesView } from './pipelinesView';
 import { RunsView } from './runsView';
 
 export class MlopsPanel extends Panel implements IPanelContext {
@@ -30,12 +31,14 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.notebookView = new NotebookView(this);
     this.runsView = new RunsView(this);
     this.lineageView = new LineageView(this);
+    this.pipelinesView = new PipelinesView(this);
     this.tabs = new TabPanel();
     this.tabs.addClass('nbmlops-tabs');
     this.tabs.tabBar.addClass('jp-NbmlopsTabBar');
     this.tabs.addWidget(this.notebookView);
     this.tabs.addWidget(this.runsView);
     this.tabs.addWidget(this.lineageView);
+    this.tabs.addWidget(this.pipelinesView);
     this.addWidget(header);
     this.addWidget(this.tabs);
 
@@ -112,4 +115,5 @@ export class MlopsPanel extends Panel implements IPanelContext {
   private notebookView: NotebookView;
   private runsView: RunsView;
   private lineageView: LineageView;
+  private pipelinesView: PipelinesView;
 }

@@ -160,3 +160,121 @@ export interface ApiError {
   code: string;
   status: number;
 }
+
+// -- pipelines ----------------------------------------------------------------------------------
+
+export type StepState =
+  | 'pending'
+  | 'running'
+  | 'ran'
+  | 'cached'
+  | 'failed'
+  | 'cancelled'
+  | 'skipped';
+
+export type PipelineRunState =
+  | 'starting'
+  | 'running'
+  | 'finished'
+  | 'failed'
+  | 'cancelled'
+  | 'abandoned';
+
+export interface PipelineStep {
+  name: string;
+  notebook: string | null;
+  depends_on: string[];
+  level: number;
+}
+
+export interface PipelineParam {
+  name: string;
+  default: string;
+  type: string | null;
+  source: 'pipeline' | 'notebook' | string;
+  help: string;
+  steps: string[];
+}
+
+export interface PipelineRunRef {
+  id: string;
+  status: RunStatus;
+  start_time: number;
+  end_time: number | null;
+}
+
+export interface PipelineInfo {
+  name: string;
+  path: string;
+  kind: 'yaml' | 'notebook' | string;
+  ok: boolean;
+  error: string | null;
+  steps: PipelineStep[];
+  params: PipelineParam[];
+  latest_run: PipelineRunRef | null;
+}
+
+export interface PipelineList {
+  pipelines: PipelineInfo[];
+  truncated: boolean;
+  store_message: string | null;
+}
+
+export interface PipelineLaunch {
+  run_id: string;
+  status: 'starting';
+  pipeline: string;
+  path: string;
+  log: string | null;
+}
+
+export interface StepError {
+  error_name: string | null;
+  error_value: string | null;
+  seq: number;
+  cell_id: string | null;
+  execution_count: number | null;
+}
+
+export interface PipelineStepStatus {
+  name: string;
+  notebook: string | null;
+  depends_on: string[];
+  level: number;
+  state: StepState;
+  attempts: number;
+  run_id: string | null;
+  run_ids: string[];
+  start_time: number | null;
+  end_time: number | null;
+  duration: number | null;
+  cached_from: string | null;
+  error: StepError | null;
+}
+
+export interface LauncherInfo {
+  running: boolean;
+  exit_code: number | null;
+  started: number;
+  ended: number | null;
+  cancel_requested: boolean;
+  log: string | null;
+  log_tail: string[] | null;
+}
+
+export interface PipelineRunStatus {
+  run_id: string;
+  pipeline: string | null;
+  path: string | null;
+  status: PipelineRunState;
+  done: boolean;
+  run: RunSummary | null;
+  steps: PipelineStepStatus[];
+  definition_error: string | null;
+  launcher: LauncherInfo | null;
+}
+
+export interface CancelAnswer {
+  run_id: string;
+  status: 'cancelling';
+}

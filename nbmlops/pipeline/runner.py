@@ -283,9 +283,11 @@ class PipelineRunner:
             try:
                 with Store(self.location) as store:
                     counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
-                    store.log_batch(self.run_id, tags={
-                        f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n
-                    })
+                    tags = {f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n}
+                    # every step's final state, also of steps that never got a run
+                    tags.update({f"nbmlops.step_state.{name}": r.state
+                                 for name, r in self.results.items()})
+                    store.log_batch(self.run_id, tags=tags)
                     store.end_run(self.run_id, status)
             except NbmlopsError as exc:
                 log.warning("could not record the end of pipeline run %s: %s", self.run_id, exc)
@@ -451,6 +453,8 @@ class PipelineRunner:
             if attempt > 1:
                 self._emit("retry", res)
             outcome = self._attempt(step, attempt)
+            if outcome == "failed":
+                self._tag(res.run_id, {"nbmlops.error": _one_line(res.error or "failed")})
             if outcome != "failed" or self._cancel.is_set() or attempt > step.retries:
                 res.state = outcome
                 break
@@ -637,6 +641,18 @@ class PipelineRunner:
         for pid in pids:
             _signal(pid, sig)
 
+    def _tag(self, run_id: str | None, tags: Mapping[str, str]) -> None:
+        if run_id is None:
+            return
+        from ..store import Store
+
+        try:
+            with Store(self.location) as store:
+                if store.run_exists(run_id):
+                    store.log_batch(run_id, tags=tags)
+        except NbmlopsError as exc:
+            log.warning("could not tag run %s: %s", run_id, exc)
+
     def _mark(self, run_id: str | None, status: str) -> None:
         if run_id is None:
             return
@@ -648,6 +664,11 @@ class PipelineRunner:
                     store.end_run(run_id, status)
         except NbmlopsError as exc:
             log.warning("could not mark run %s %s: %s", run_id, status, exc)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _fp(path: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +37,10 @@ class NbmlopsServerApp(ExtensionApp):
         True, config=True,
         help="Mark a cell stale when a file it read changed on disk (files under the root only).",
     )
+    max_pipeline_runs = Int(
+        4, config=True,
+        help="Pipeline runs started from JupyterLab that may run at once (more: HTTP 429).",
+    )
 
     @default("store_url")
     def _default_store_url(self) -> str | None:
@@ -52,6 +57,7 @@ class NbmlopsServerApp(ExtensionApp):
             store_url=self.store_url,
             artifact_url=self.artifact_url,
             check_files=self.check_files,
+            max_pipeline_runs=self.max_pipeline_runs,
         )
         self.executor = ThreadPoolExecutor(max_workers=max(1, self.workers),
                                            thread_name_prefix="nbmlops-api")
@@ -67,4 +73,6 @@ class NbmlopsServerApp(ExtensionApp):
             executor.shutdown(wait=False, cancel_futures=True)
         service = getattr(self, "service", None)
         if service is not None:
+            # pipeline runs this server started are cancelled (and recorded so), not orphaned
+            await asyncio.to_thread(service.launcher.shutdown)
             service.close()

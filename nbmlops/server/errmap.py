@@ -7,6 +7,8 @@ from ..errors import (
     InvalidArgumentError,
     NbmlopsError,
     NotFoundError,
+    ParameterError,
+    PipelineError,
     StoreCorruptError,
     StoreError,
     StoreUnavailableError,
@@ -14,11 +16,19 @@ from ..errors import (
 )
 from .paths import OutsideRootError
 
-__all__ = ["StoreMissingError", "error_code", "http_status"]
+__all__ = ["ConflictError", "LaunchLimitError", "StoreMissingError", "error_code", "http_status"]
 
 
 class StoreMissingError(StoreUnavailableError):
     """No store exists yet where the server looks for one (HTTP 503, code ``store_missing``)."""
+
+
+class ConflictError(NbmlopsError):
+    """The request does not fit the resource's state, e.g. cancelling a finished run (HTTP 409)."""
+
+
+class LaunchLimitError(NbmlopsError):
+    """As many pipeline runs as allowed are running already (HTTP 429, code ``too_many_runs``)."""
 
 # most specific first
 _TABLE: list[tuple[type[BaseException], int, str]] = [
@@ -26,7 +36,11 @@ _TABLE: list[tuple[type[BaseException], int, str]] = [
     (StoreMissingError, 503, "store_missing"),
     (AmbiguousIdError, 400, "ambiguous_id"),
     (NotFoundError, 404, "not_found"),
+    (PipelineError, 400, "pipeline_invalid"),
+    (ParameterError, 400, "bad_parameter"),
     (InvalidArgumentError, 400, "bad_request"),
+    (ConflictError, 409, "conflict"),
+    (LaunchLimitError, 429, "too_many_runs"),
     (StoreVersionError, 503, "store_version"),
     (StoreCorruptError, 503, "store_corrupt"),
     (StoreUnavailableError, 503, "store_unavailable"),

@@ -1,8 +1,10 @@
 """Tornado handlers of the REST API under ``/nbmlops/api/``: parse, delegate, answer JSON.
 
-Each handler parses its query on the event loop (cheap, strict) and hands the service a
-closure that runs in the extension's thread pool, so store access never blocks the server.
-Errors are mapped to statuses once, in :meth:`NbmlopsHandler.fail`.
+Each handler parses its query (and a POST its JSON body) on the event loop (cheap, strict) and
+hands the service a closure that runs in the extension's thread pool, so store and file access
+never blocks the server. Errors are mapped to statuses once, in :meth:`NbmlopsHandler.fail`.
+POST handlers take Jupyter's XSRF token like every Jupyter POST (tornado checks it before the
+handler runs; token-authenticated scripts are exempt, as everywhere in Jupyter Server).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .._format import json_safe
 from ..errors import NbmlopsError, NotFoundError
 from ..store.entities import RUN_SOURCES, RUN_STATUSES
 from .errmap import error_code, http_status
-from .params import QueryArgs
+from .params import QueryArgs, json_body, param_values, run_id_arg
 from .service import RunQuery, StoreService
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ class NbmlopsHandler(APIHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, *path_args: str) -> None:
+        await self.answer(path_args)
+
+    async def answer(self, path_args: tuple[str, ...], status: int = 200) -> None:
+        """Plan on the event loop, work in the pool, answer JSON (errors mapped by ``fail``)."""
         started = time.perf_counter()
         try:
             work = self.plan(*path_args)
@@ -69,7 +75,7 @@ class NbmlopsHandler(APIHandler):
             return
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self.set_header("Server-Timing", f"nbmlops;dur={elapsed_ms:.2f}")
-        self.write_json(result)
+        self.write_json(result, status)
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -182,6 +188,54 @@ class CompareHandler(NbmlopsHandler):
         return lambda: self.service.compare(ids, path)
 
 
+class PipelinesHandler(NbmlopsHandler):
+    def plan(self) -> Work:  # type: ignore[override]
+        self.args()  # no parameters: refuse unknown ones
+        return self.service.pipelines
+
+
+class PipelineRunHandler(NbmlopsHandler):
+    allowed_args = ("path",)
+
+    def plan(self, run_id: str) -> Work:  # type: ignore[override]
+        rid = run_id_arg(run_id)
+        path = self.args().text("path")
+        return lambda: self.service.pipeline_run(rid, path)
+
+
+class NbmlopsActionHandler(NbmlopsHandler):
+    """A POST endpoint (an action): JSON body in, ``202 Accepted`` and JSON out."""
+
+    SUPPORTED_METHODS = ("POST",)  # type: ignore[assignment]
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, *path_args: str) -> None:
+        await self.answer(path_args, 202)
+
+    def body(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        return json_body(self.request.body, allowed, required)
+
+
+class StartPipelineHandler(NbmlopsActionHandler):
+    def plan(self) -> Work:  # type: ignore[override]
+        self.args()
+        body = self.body(("path", "params"), ("path",))
+        path = body["path"]
+        if not isinstance(path, str):
+            raise_bad("path must be a string: the definition's path relative to the server root")
+        params = param_values(body.get("params"))
+        return lambda: self.service.start_pipeline(path, params)
+
+
+class CancelPipelineRunHandler(NbmlopsActionHandler):
+    def plan(self, run_id: str) -> Work:  # type: ignore[override]
+        self.args()
+        self.body(())
+        rid = run_id_arg(run_id)
+        return lambda: self.service.cancel_pipeline_run(rid)
+
+
 class NotFoundHandler(NbmlopsHandler):
     """Any other path under the API prefix: a JSON 404 (still authenticated)."""
 
@@ -207,5 +261,9 @@ def route_table(service: StoreService, executor: Executor) -> list[tuple[str, ty
         (rf"/{API_PREFIX}/notebook-run", NotebookRunHandler, kw),
         (rf"/{API_PREFIX}/lineage", LineageHandler, kw),
         (rf"/{API_PREFIX}/compare", CompareHandler, kw),
+        (rf"/{API_PREFIX}/pipelines", PipelinesHandler, kw),
+        (rf"/{API_PREFIX}/pipelines/run", StartPipelineHandler, kw),
+        (rf"/{API_PREFIX}/pipeline-runs/{run_id}", PipelineRunHandler, kw),
+        (rf"/{API_PREFIX}/pipeline-runs/{run_id}/cancel", CancelPipelineRunHandler, kw),
         (rf"/{API_PREFIX}/(.*)", NotFoundHandler, kw),
     ]

@@ -1,4 +1,5 @@
-"""Query-string parsing for the REST API: strict, with messages that say what is allowed.
+"""Request parsing for the REST API (query strings, JSON bodies): strict, with messages that say
+what is allowed.
 
 Every parser raises :class:`~nbmlops.errors.InvalidArgumentError` (HTTP 400) with a message that
 names the parameter and its allowed values. Unknown parameters are refused too, so a typo in a
@@ -7,11 +8,20 @@ filter never silently returns everything.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["QueryArgs"]
+__all__ = ["QueryArgs", "json_body", "param_values", "run_id_arg"]
+
+#: Largest JSON body a POST endpoint reads.
+MAX_BODY = 64 * 1024
+#: Most parameter overrides one pipeline run takes.
+MAX_PARAMS = 100
+_MAX_VALUE = 10_000
 
 #: Parameters Jupyter clients may add to any request; accepted and ignored.
 _IGNORED = frozenset({"token", "_xsrf"})
@@ -100,3 +110,70 @@ class QueryArgs:
             if len(i) > 64 or not all(ch.isalnum() or ch in "-_" for ch in i):
                 raise InvalidArgumentError(f"{name}: {i[:70]!r} is not a run id")
         return ids
+
+
+def run_id_arg(value: str) -> str:
+    """A run id (or a unique prefix) from a URL path: letters, digits, ``-`` and ``_`` only."""
+    if not 0 < len(value) <= 64 or not all(ch.isalnum() or ch in "-_" for ch in value):
+        raise InvalidArgumentError(f"{value[:70]!r} is not a run id")
+    return value
+
+
+def json_body(raw: bytes, allowed: Collection[str], required: Collection[str] = ()) -> dict[str, Any]:
+    """A request body holding one JSON object with only ``allowed`` keys (``required`` present)."""
+    if len(raw) > MAX_BODY:
+        raise InvalidArgumentError(f"the request body is larger than {MAX_BODY // 1024} KiB")
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except UnicodeDecodeError:
+        raise InvalidArgumentError("the request body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("the request body must be a JSON object")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown field(s) {', '.join(map(str, unknown))}; this endpoint takes: "
+            f"{', '.join(sorted(allowed)) or 'none'}"
+        )
+    missing = [k for k in required if data.get(k) in (None, "")]
+    if missing:
+        raise InvalidArgumentError(f"{', '.join(missing)} is required")
+    return data
+
+
+def param_values(value: Any) -> dict[str, str]:
+    """Pipeline parameter overrides ``{"name": value}`` as the text a ``-p NAME VALUE`` takes.
+
+    Values are strings (typed like on the command line: the declared default's type decides),
+    or JSON numbers and booleans (written as their text). Names are Python identifiers."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgumentError('params must be a JSON object {"name": "value", ...}')
+    if len(value) > MAX_PARAMS:
+        raise InvalidArgumentError(f"at most {MAX_PARAMS} params, not {len(value)}")
+    out: dict[str, str] = {}
+    for name, raw in value.items():
+        if not name.isidentifier() or len(name) > 200:
+            raise InvalidArgumentError(f"params: {name[:70]!r} is not a parameter name")
+        if isinstance(raw, bool):
+            text = "true" if raw else "false"
+        elif isinstance(raw, int | float):
+            if isinstance(raw, float) and not math.isfinite(raw):
+                raise InvalidArgumentError(f"params.{name}: {raw!r} is not a finite number")
+            text = str(raw)
+        elif isinstance(raw, str):
+            text = raw
+        else:
+            raise InvalidArgumentError(
+                f"params.{name} must be a string, a number or true/false (write lists and "
+                "dicts as JSON text)"
+            )
+        if "\x00" in text:
+            raise InvalidArgumentError(f"params.{name} must not contain NUL characters")
+        if len(text) > _MAX_VALUE:
+            raise InvalidArgumentError(f"params.{name} is longer than {_MAX_VALUE} characters")
+        out[name] = text
+    return out

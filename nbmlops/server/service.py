@@ -12,19 +12,36 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
 from ..config import StoreLocation, resolve_location
-from ..errors import InvalidArgumentError, StoreUnavailableError
+from ..errors import (
+    InvalidArgumentError,
+    NbmlopsError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from ..fingerprint import FileFingerprintCache
 from ..store import Run, Store
 from . import views
-from .errmap import StoreMissingError, error_code
+from .errmap import ConflictError, StoreMissingError, error_code
+from .launcher import PipelineLauncher, tail_lines
 from .paths import relative_to_root, resolve_in_root
+from .pipelines import (
+    DEFINITION_SUFFIXES,
+    Definition,
+    DefinitionCache,
+    latest_parent_runs,
+    relative_message,
+    scan_definitions,
+    step_statuses,
+)
 from .stale import stale_markers
 
 log = logging.getLogger(__name__)
@@ -57,6 +74,7 @@ class StoreService:
         store_url: str | None = None,
         artifact_url: str | None = None,
         check_files: bool = True,
+        max_pipeline_runs: int = 4,
     ) -> None:
         self.root = Path(os.path.realpath(root_dir))
         #: The root as configured (kernels' notebook paths may keep its symlinks).
@@ -67,6 +85,11 @@ class StoreService:
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
         self._fingerprints = FileFingerprintCache(maxsize=1024)
+        self.definitions = DefinitionCache()
+        self.launcher = PipelineLauncher(store_url=self.store_url, artifact_url=self.artifact_url,
+                                         max_running=max_pipeline_runs)
+        #: failed step run id -> its failing cell (a failed run does not change any more)
+        self._step_errors: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
 
     # -- stores ---------------------------------------------------------------------------------
 
@@ -271,3 +294,209 @@ class StoreService:
         if len(run_ids) < 2:
             raise InvalidArgumentError("compare needs at least two run ids (ids=A,B)")
         return views.comparison_view(self.store(path).compare(list(run_ids)), self.root_path)
+
+    # -- pipelines ------------------------------------------------------------------------------
+
+    #: pipeline runs (parents and steps) read at once to find each definition's latest run
+    RECENT_PIPELINE_RUNS = 500
+
+    def pipelines(self) -> dict[str, Any]:
+        """Pipeline definitions under the root with their latest run (see ``docs/server-api.md``)."""
+        scan = scan_definitions(self.root)
+        files: dict[Path, None] = dict.fromkeys(scan.files)
+        store_message: str | None = None
+        recent: dict[str, dict[str, Run]] = {}  # store key -> definition path -> latest run
+        complete: dict[str, bool] = {}  # store key -> every pipeline run was read
+        stores: dict[str, Store | None] = {}
+
+        def store_for(rel: str | None) -> tuple[str, Store | None]:
+            nonlocal store_message
+            loc = self.location(rel)
+            key = f"{loc.url}|{loc.artifact_root}"
+            if key not in stores:
+                try:
+                    store: Store | None = self.store(rel)
+                except StoreMissingError:
+                    store = None
+                except NbmlopsError as exc:
+                    store, store_message = None, store_message or str(exc)
+                stores[key] = store
+                if store is not None:
+                    try:
+                        page = store.list_runs(source="pipeline", limit=self.RECENT_PIPELINE_RUNS)
+                    except NbmlopsError as exc:
+                        store_message = store_message or str(exc)
+                        stores[key] = None
+                    else:
+                        recent[key] = latest_parent_runs(page.runs)
+                        complete[key] = page.total <= len(page.runs)
+            return key, stores[key]
+
+        # tagged notebooks (and definitions the scan did not reach) known from recorded runs
+        root_key, _ = store_for(None)
+        for tagged in recent.get(root_key, {}):
+            real = self._definition_in_root(tagged)
+            if real is not None:
+                files.setdefault(real, None)
+        out = []
+        for real in sorted(files, key=lambda p: p.relative_to(self.root).as_posix()):
+            rel = real.relative_to(self.root).as_posix()
+            key, store = store_for(rel)
+            latest = recent.get(key, {}).get(str(real))
+            if latest is None and store is not None and not complete.get(key, True):
+                latest = self._latest_pipeline_run(store, real)
+            definition, error = self._definition(real)
+            name = definition.pipeline.name if definition is not None else _fallback_name(real)
+            kind = "notebook" if real.suffix.lower() == ".ipynb" else "yaml"
+            out.append(views.pipeline_view(rel, kind, self.root_path, name=name,
+                                           definition=definition, error=error, latest=latest))
+        return {"pipelines": out, "truncated": scan.truncated, "store_message": store_message}
+
+    def _definition_in_root(self, recorded: str) -> Path | None:
+        """A recorded definition path when it is a definition file inside the root, else None."""
+        rel = relative_to_root(self.root, recorded)
+        if not rel or not rel.lower().endswith(DEFINITION_SUFFIXES):
+            return None
+        try:
+            real = resolve_in_root(self.root, rel)
+        except NbmlopsError:
+            return None
+        return real if real.is_file() else None
+
+    def _latest_pipeline_run(self, store: Store, real: Path) -> Run | None:
+        found = store.list_runs(notebook=str(real), source="pipeline", limit=50).runs
+        return latest_parent_runs(found).get(str(real))
+
+    def _definition(self, real: Path) -> tuple[Definition | None, str | None]:
+        try:
+            return self.definitions.load(real), None
+        except InvalidArgumentError as exc:
+            return None, relative_message(str(exc), self.root)
+
+    def start_pipeline(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """Check the definition and the params, then start ``nbmlops pipeline run``."""
+        from ..pipeline.runner import resolve_step_params
+
+        real = resolve_in_root(self.root, path)
+        rel = real.relative_to(self.root).as_posix()
+        if not real.exists():
+            raise NotFoundError(f"no such file {rel!r}")
+        if not real.is_file() or real.suffix.lower() not in DEFINITION_SUFFIXES:
+            raise InvalidArgumentError(
+                f"{rel!r} is not a pipeline definition (a .yaml/.yml file or a tagged .ipynb)")
+        try:
+            definition = self.definitions.load(real)
+            resolve_step_params(definition.pipeline, dict(params))
+        except InvalidArgumentError as exc:  # PipelineError, ParameterError: 400 with the message
+            raise type(exc)(relative_message(str(exc), self.root)) from exc
+        run_id = uuid.uuid4().hex
+        launch = self.launcher.start(real, rel, definition.pipeline.name, run_id, params,
+                                     self.location(rel).runs_dir)
+        return {"run_id": launch.run_id, "status": "starting", "pipeline": launch.pipeline,
+                "path": rel, "log": self.root_path(str(launch.log_path))}
+
+    def cancel_pipeline_run(self, run_id: str) -> dict[str, Any]:
+        launch = self.launcher.get(run_id)
+        if launch is None:
+            # not ours: say whether it is over already (409) or running elsewhere (404)
+            try:
+                store = self.store(None)
+                run = store.get_run(store.resolve_run_id(run_id))
+            except NbmlopsError:
+                run = None
+            if run is not None and run.status != "running":
+                raise ConflictError(f"pipeline run {run.id} has finished already ({run.status})")
+        launch = self.launcher.cancel(run_id)
+        return {"run_id": launch.run_id, "status": "cancelling"}
+
+    def pipeline_run(self, run_id: str, path: str | None = None) -> dict[str, Any]:
+        """A pipeline run and the state of each of its steps."""
+        launch = self.launcher.get(run_id)
+        store_path = launch.path if launch is not None else path
+        store: Store | None
+        try:
+            store = self.store(store_path)
+        except StoreMissingError:
+            if launch is None:
+                raise
+            store = None  # the launcher has not created it yet
+        parent: Run | None = None
+        if store is not None:
+            try:
+                parent = store.get_run(store.resolve_run_id(run_id))
+            except NotFoundError:
+                if launch is None:
+                    raise
+        if parent is not None and (parent.parent_run_id is not None
+                                   or "nbmlops.pipeline" not in parent.tags):
+            raise NotFoundError(f"run {parent.id} is not a pipeline run")
+        definition_error: str | None = None
+        definition: Definition | None = None
+        real = launch.definition if launch is not None else (
+            self._definition_in_root(parent.tags.get("nbmlops.pipeline_path", ""))
+            if parent is not None else None)
+        if real is not None:
+            definition, definition_error = self._definition(real)
+        elif parent is not None:
+            definition_error = ("the definition is not (or no longer) a file under the Jupyter root: "
+                                "the steps are those its runs recorded")
+        if parent is None:
+            assert launch is not None
+            status = ("starting" if launch.running
+                      else "cancelled" if launch.cancel_requested else "failed")
+        else:
+            status = parent.status
+            if status == "running" and launch is not None and not launch.running:
+                status = "abandoned"  # the process is gone without ending the run
+        children: list[Run] = []
+        if parent is not None and store is not None:
+            children = store.list_runs(parent_run_id=parent.id, descending=False,
+                                       limit=10_000).runs
+        name = (parent.tags.get("nbmlops.pipeline") or parent.name if parent is not None
+                else launch.pipeline if launch is not None else None)
+        steps = step_statuses(definition, None if status == "starting" else status, name,
+                              children, lambda rid: self._step_error(store, rid))
+        tail = None
+        if launch is not None and not launch.running and launch.exit_code != 0:
+            tail = tail_lines(launch.log_path)
+        pipeline_path = (launch.path if launch is not None
+                         else self.root_path(parent.tags.get("nbmlops.pipeline_path"))
+                         if parent is not None else None)
+        return {
+            "run_id": parent.id if parent is not None else run_id,
+            "pipeline": name,
+            "path": pipeline_path,
+            "status": status,
+            "done": status not in ("starting", "running"),
+            "run": views.run_summary(parent, self.root_path) if parent is not None else None,
+            "steps": [views.pipeline_step_status(s, self.root_path) for s in steps],
+            "definition_error": definition_error,
+            "launcher": views.launcher_view(launch, self.root_path, tail),
+        }
+
+    def _step_error(self, store: Store | None, run_id: str) -> dict[str, Any] | None:
+        if store is None:
+            return None
+        if run_id in self._step_errors:
+            return self._step_errors[run_id]
+        failed = [c for c in store.cell_executions(run_id) if c.status != "ok"]
+        if not failed:
+            return None  # not cached: its last cell may still be on its way to the store
+        error = views.step_error(failed[-1])
+        with self._lock:
+            self._step_errors[run_id] = error
+            while len(self._step_errors) > 512:
+                self._step_errors.popitem(last=False)
+        return error
+
+
+def _fallback_name(path: Path) -> str:
+    """A name for a definition that does not load: ``x`` of ``x.pipeline.yaml``, the directory of
+    a ``pipeline.yaml``, a notebook's stem."""
+    low = path.name.lower()
+    for suffix in (".pipeline.yaml", ".pipeline.yml"):
+        if low.endswith(suffix):
+            return path.name[: -len(suffix)]
+    if low in ("pipeline.yaml", "pipeline.yml"):
+        return path.parent.name or "pipeline"
+    return path.stem

@@ -8,8 +8,8 @@ change the API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..store.entities import (
     Artifact,
@@ -21,14 +21,23 @@ from ..store.entities import (
     Run,
 )
 
+if TYPE_CHECKING:
+    from .launcher import Launch
+    from .pipelines import Definition, StepStatus
+
 __all__ = [
     "API_VERSION",
     "artifact_view",
     "cell_view",
     "comparison_view",
+    "launcher_view",
     "lineage_view",
+    "pipeline_run_ref",
+    "pipeline_step_status",
+    "pipeline_view",
     "run_detail",
     "run_summary",
+    "step_error",
 ]
 
 #: Bumped when a field changes meaning or disappears (adding fields keeps the version).
@@ -138,4 +147,88 @@ def comparison_view(cmp: Comparison, root_path: RootPath) -> dict[str, Any]:
         "params": {k: list(v) for k, v in cmp.params.items()},
         "params_differ": list(cmp.params_differ),
         "metrics": {k: list(v) for k, v in cmp.metrics.items()},
+    }
+
+
+# -- pipelines ---------------------------------------------------------------------------------
+
+
+def pipeline_run_ref(run: Run | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"id": run.id, "status": run.status, "start_time": run.start_time,
+            "end_time": run.end_time}
+
+
+def pipeline_view(
+    path: str,
+    kind: str,
+    root_path: RootPath,
+    *,
+    name: str,
+    definition: Definition | None,
+    error: str | None,
+    latest: Run | None,
+) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = []
+    if definition is not None:
+        for step in definition.pipeline.steps.values():
+            steps.append({
+                "name": step.name,
+                "notebook": root_path(str(step.notebook)),
+                "depends_on": list(step.depends_on),
+                "level": definition.levels.get(step.name, 0),
+            })
+        params = [{"name": p.name, "default": p.default, "type": p.type, "source": p.source,
+                   "help": p.help, "steps": list(p.steps)} for p in definition.params]
+    return {
+        "name": name,
+        "path": path,
+        "kind": kind,
+        "ok": definition is not None,
+        "error": error,
+        "steps": steps,
+        "params": params,
+        "latest_run": pipeline_run_ref(latest),
+    }
+
+
+def step_error(cell: CellExecution) -> dict[str, Any]:
+    return {"error_name": cell.error_name, "error_value": cell.error_value, "seq": cell.seq,
+            "cell_id": cell.cell_id, "execution_count": cell.execution_count}
+
+
+def pipeline_step_status(step: StepStatus, root_path: RootPath) -> dict[str, Any]:
+    latest = step.latest
+    first = step.runs[0] if step.runs else None
+    return {
+        "name": step.name,
+        "notebook": root_path(step.notebook),
+        "depends_on": list(step.depends_on),
+        "level": step.level,
+        "state": step.state,
+        "attempts": step.attempts,
+        "run_id": latest.id if latest is not None else None,
+        "run_ids": [r.id for r in step.runs],
+        "start_time": first.start_time if first is not None else None,
+        "end_time": latest.end_time if latest is not None else None,
+        "duration": latest.duration if latest is not None else None,
+        "cached_from": step.cached_from,
+        "error": step.error,
+    }
+
+
+def launcher_view(launch: Launch | None, root_path: RootPath,
+                  log_tail: Sequence[str] | None) -> dict[str, Any] | None:
+    if launch is None:
+        return None
+    return {
+        "running": launch.running,
+        "exit_code": launch.exit_code,
+        "started": launch.started,
+        "ended": launch.ended,
+        "cancel_requested": launch.cancel_requested,
+        "log": root_path(str(launch.log_path)),
+        "log_tail": list(log_tail) if log_tail is not None else None,
     }

@@ -159,6 +159,15 @@ class LabPage:
             ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']",
             timeout=60000)
 
+    def open_file(self, name: str) -> None:
+        """Open a text file (e.g. a pipeline.yaml) in JupyterLab's editor."""
+        self.page.goto(f"{self.lab.url}/lab/tree/{name}?token={self.lab.token}")
+        self.page.wait_for_selector(".jp-FileEditor .cm-content", timeout=60000)
+
+    def sidebar_width(self) -> float:
+        box = self.page.locator(self.PANEL).bounding_box()
+        return float(box["width"]) if box else 0.0
+
     def accept_kernel_dialog(self) -> None:
         dialog = self.page.locator(".jp-Dialog")
         try:
@@ -192,6 +201,34 @@ class LabPage:
 
     def rows(self) -> Any:
         return self.page.locator(self.CELL_ROWS)
+
+    # -- the Pipelines tab
+
+    PIPELINES = "#nbmlops-panel .nbmlops-pipelines-view"
+
+    def pipeline_row(self, path: str) -> Any:
+        return self.page.locator(f"{self.PIPELINES} tr.nbmlops-pipelinerow[data-path='{path}']")
+
+    def param_input(self, name: str) -> Any:
+        return self.page.locator(f"{self.PIPELINES} input[data-param='{name}']")
+
+    def pipeline_button(self, label: str) -> Any:
+        return self.page.locator(f"{self.PIPELINES} .nbmlops-pipeline-form button", has_text=label)
+
+    def step_states(self) -> dict[str, str]:
+        """Step name -> state of the shown pipeline run (its steps table)."""
+        rows = self.page.locator(f"{self.PIPELINES} table[aria-label='Steps'] tr.nbmlops-steprow")
+        return {rows.nth(i).get_attribute("data-step"): rows.nth(i).get_attribute("data-state")
+                for i in range(rows.count())}
+
+    def dag_states(self) -> dict[str, str]:
+        nodes = self.page.locator(f"{self.PIPELINES} svg.nbmlops-dag g.nbmlops-dag-node")
+        return {nodes.nth(i).get_attribute("data-step"): nodes.nth(i).get_attribute("data-state")
+                for i in range(nodes.count())}
+
+    def shown_run_id(self) -> str:
+        return str(self.page.locator(f"{self.PIPELINES} .nbmlops-pipeline-run .nbmlops-runline "
+                                     "span[title]").first.get_attribute("title"))
 
     def active_cell_text(self) -> str:
         return str(self.page.locator(self.ACTIVE_CELL).inner_text())

@@ -178,3 +178,78 @@ def test_store_text_is_shown_as_text_never_run_as_html(lab: LabServer, ui: LabPa
     ui.page.wait_for_timeout(500)
     ui.screenshot("panel-hostile-text.png")
     assert ui.dialogs == []
+
+
+PIPE_A = [("seed = 1  # <img src=x onerror=alert(1)>", ["parameters"]),
+          "from pathlib import Path\nPath('data').mkdir(exist_ok=True)\n"
+          "Path('data/a.txt').write_text(str(seed))"]
+PIPE_B = [("seed = 1", ["parameters"]),
+          "from pathlib import Path\nPath('data/b.txt').write_text(Path('data/a.txt').read_text() * 2)"]
+PIPELINE = """\
+name: two-steps
+params:
+  seed: 1
+steps:
+  prepare:
+    notebook: a.ipynb
+    outputs: [data/a.txt]
+  train:
+    notebook: b.ipynb
+    depends_on: [prepare]
+    inputs: [data/a.txt]
+"""
+
+
+def test_pipelines_tab_runs_a_pipeline_with_a_param_then_shows_it_cached(
+    lab: LabServer, ui: LabPage
+) -> None:
+    pipe = lab.root / "pipe"
+    make_notebook(pipe / "a.ipynb", PIPE_A)
+    make_notebook(pipe / "b.ipynb", PIPE_B)
+    (pipe / "pipeline.yaml").write_text(PIPELINE)
+    ui.open_file("pipe/pipeline.yaml")  # the definition in the editor, the panel beside it
+    if not ui.page.locator(ui.PANEL).is_visible():
+        ui.open_panel()
+    if ui.sidebar_width() < 500:
+        ui.widen_sidebar(int(560 - ui.sidebar_width()))
+    ui.tab("Pipelines")
+    row = ui.pipeline_row("pipe/pipeline.yaml")
+    row.wait_for()
+    assert "two-steps" in row.inner_text()
+    row.click()
+    wait_for(lambda: set(ui.dag_states()) == {"prepare", "train"}, 5, "the DAG of two steps")
+    seed = ui.param_input("seed")
+    assert seed.input_value() == "1"
+    seed.fill("7")
+
+    ui.pipeline_button("Run").click()
+    ui.wait(lambda: ui.step_states() == {"prepare": "ran", "train": "ran"}, 60, "both steps ran")
+    assert ui.dag_states() == {"prepare": "ran", "train": "ran"}
+    badge = ui.page.locator(f"{ui.PIPELINES} .nbmlops-pipeline-run .nbmlops-runline .nbmlops-badge")
+    wait_for(lambda: badge.get_attribute("data-status") == "finished", 10, "the run finished")
+    assert "seed=7" in ui.page.locator(f"{ui.PIPELINES} .nbmlops-pipeline-run").inner_text()
+    assert (pipe / "data" / "b.txt").read_text() == "77"
+    first_run = ui.shown_run_id()
+
+    # a step's cells, listed inline
+    ui.page.locator(f"{ui.PIPELINES} tr.nbmlops-steprow[data-step='train']").click()
+    cells = ui.page.locator(f"{ui.PIPELINES} .nbmlops-stepcell")
+    wait_for(lambda: cells.count() == 3, 10, "the train step's cells")  # papermill injected one
+    shown = ui.page.locator(f"{ui.PIPELINES} .nbmlops-step-cells").inner_text()
+    assert "seed = 7" in shown and "from pathlib import Path" in shown
+    ui.screenshot("panel-pipelines-ran.png",
+                  REPO / "docs" / "img" / "pipelines.png" if os.environ.get("NBMLOPS_UPDATE_DOCS_IMG") else None)
+
+    # the same params again: every step is cached, no kernel starts
+    assert seed.input_value() == "7"
+    wait_for(lambda: ui.pipeline_button("Run").is_enabled(), 10, "Run enabled again")
+    ui.pipeline_button("Run").click()
+    ui.wait(lambda: ui.shown_run_id() != first_run
+            and ui.step_states() == {"prepare": "cached", "train": "cached"}, 30, "both steps cached")
+    assert ui.dag_states() == {"prepare": "cached", "train": "cached"}
+    listed = ui.pipeline_row("pipe/pipeline.yaml").locator(".nbmlops-badge")
+    wait_for(lambda: listed.inner_text() == "finished", 10, "the list shows the latest run")
+    assert ui.page.locator(f"{ui.PANEL} img").count() == 0  # the param's help is text
+    ui.page.wait_for_timeout(300)
+    ui.screenshot("panel-pipelines-cached.png")
+    assert ui.dialogs == []
