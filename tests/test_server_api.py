@@ -408,7 +408,6 @@ async def test_missing_store_is_reported_and_picked_up_when_it_appears(
 async def test_locked_store_is_reported_and_recovers(
     fresh_root: None, jp_fetch: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NBMLOPS_BUSY_TIMEOUT_MS", "300")
     db = jp_root_dir / ".nbmlops" / "nbmlops.db"
     with Store.open(f"sqlite:///{db}") as store:
         store.create_run(name="locked-later")
@@ -417,7 +416,10 @@ async def test_locked_store_is_reported_and_recovers(
         holder.execute("PRAGMA locking_mode = EXCLUSIVE")
         holder.execute("BEGIN EXCLUSIVE")
         holder.execute("CREATE TABLE _hold (x)")  # a write keeps the exclusive lock
+        t0 = time.monotonic()
         status = await get(jp_fetch, "status")
+        # the server's own lock wait (c.NbmlopsServerApp.lock_wait_ms, 1 s), not the kernels' 15 s
+        assert time.monotonic() - t0 < 5
         assert status["ok"] is False and status["code"] == "store_unavailable"
         assert "locked" in status["message"]
         code, body, _ = await get_error(jp_fetch, "runs")

@@ -358,6 +358,17 @@ def test_list_runs_filters(store: Store, seven_runs: dict[str, str]) -> None:
     assert store.list_runs(experiment="nope").total == 0
 
 
+def test_latest_run_of_a_notebook(store: Store, seven_runs: dict[str, str]) -> None:
+    latest = store.latest_run(["/p/train.ipynb"])
+    assert latest is not None and latest.id == seven_runs["train@300"] and latest.params == {"n": "300"}
+    # several spellings of one notebook (a symlinked root, say): the newest run of any
+    both = store.latest_run(["/p/train.ipynb", "/q/train.ipynb"])
+    assert both is not None and both.id == seven_runs["train@600"]
+    assert store.latest_run(["train.ipynb"]) is None  # exact paths only, no suffix match
+    assert store.latest_run(["/p/%"]) is None  # no pattern matching either
+    assert store.latest_run([]) is None
+
+
 def test_list_runs_sorting_and_paging(store: Store, seven_runs: dict[str, str]) -> None:
     asc = store.list_runs(order_by="start_time", descending=False, limit=3)
     assert _names(asc) == ["prep@100", "train@200", "train@300"]

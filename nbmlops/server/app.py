@@ -41,6 +41,11 @@ class NbmlopsServerApp(ExtensionApp):
         4, config=True,
         help="Pipeline runs started from JupyterLab that may run at once (more: HTTP 429).",
     )
+    lock_wait_ms = Int(
+        1000, config=True,
+        help="How long a query waits while another process locks a SQLite store before the "
+        "panel is told the store is locked (kernels keep their own, longer wait).",
+    )
 
     @default("store_url")
     def _default_store_url(self) -> str | None:
@@ -58,6 +63,7 @@ class NbmlopsServerApp(ExtensionApp):
             artifact_url=self.artifact_url,
             check_files=self.check_files,
             max_pipeline_runs=self.max_pipeline_runs,
+            lock_wait_ms=self.lock_wait_ms,
         )
         self.executor = ThreadPoolExecutor(max_workers=max(1, self.workers),
                                            thread_name_prefix="nbmlops-api")

@@ -75,8 +75,11 @@ class StoreService:
         artifact_url: str | None = None,
         check_files: bool = True,
         max_pipeline_runs: int = 4,
+        lock_wait_ms: int | None = 1000,
     ) -> None:
         self.root = Path(os.path.realpath(root_dir))
+        #: lock wait of the stores this service opens (a locked store is reported fast)
+        self.lock_wait_ms = lock_wait_ms
         #: The root as configured (kernels' notebook paths may keep its symlinks).
         self.root_as_given = Path(os.path.abspath(root_dir))
         self.store_url = store_url or None
@@ -119,7 +122,7 @@ class StoreService:
                 return store
         if db is not None and not db.exists():
             raise StoreMissingError(self._missing_message(loc))
-        opened = Store(loc)  # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
+        opened = Store(loc, lock_wait_ms=self.lock_wait_ms)  # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
         with self._lock:
             store = self._stores.setdefault(key, opened)
         if store is not opened:
@@ -250,13 +253,10 @@ class StoreService:
         real = resolve_in_root(self.root, notebook)
         store = self.store(notebook)
         rel = real.relative_to(self.root)
-        found: list[Run] = []
-        for candidate in dict.fromkeys([str(real), str(self.root_as_given / rel)]):
-            found.extend(store.list_runs(notebook=candidate, limit=1).runs)
-        if not found:
+        latest = store.latest_run([str(real), str(self.root_as_given / rel)])
+        if latest is None:
             return {"notebook": notebook, "run": None, "cells": [], "last_seq": -1,
                     "marks": {}, "new_run": run_id is not None}
-        latest = max(found, key=lambda r: (r.start_time, r.id))
         same = run_id is not None and run_id == latest.id
         cells = self._cells(store, latest.id, since_seq if same else None)
         return {

@@ -68,14 +68,18 @@ def _check_sqlite_file(path: Path) -> None:
         )
 
 
-def make_engine(location: StoreLocation) -> Engine:
-    """Create the SQLAlchemy engine for a store location."""
+def make_engine(location: StoreLocation, *, lock_wait_ms: int | None = None) -> Engine:
+    """Create the SQLAlchemy engine for a store location.
+
+    ``lock_wait_ms``: how long a SQLite statement waits for a lock (default
+    :func:`busy_timeout_ms`); a reader that must answer fast (the Jupyter server) waits less."""
     url = location.url
     db_path = location.sqlite_path
+    wait_ms = busy_timeout_ms() if lock_wait_ms is None else max(0, int(lock_wait_ms))
     if url.startswith("sqlite"):
         if db_path is not None:
             _check_sqlite_file(db_path)
-        timeout_s = busy_timeout_ms() / 1000.0
+        timeout_s = wait_ms / 1000.0
         engine = create_engine(
             url, connect_args={"timeout": timeout_s, "check_same_thread": False}
         )
@@ -86,7 +90,7 @@ def make_engine(location: StoreLocation) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             try:
-                cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
+                cur.execute(f"PRAGMA busy_timeout = {wait_ms}")
                 cur.execute("PRAGMA foreign_keys = ON")
                 if db_path is not None:
                     # Per connection: changes nothing in the file. WAL mode (which is stored in
@@ -138,9 +142,12 @@ def map_db_error(exc: BaseException, location: StoreLocation) -> Exception:
 class SessionManager:
     """Short transactions with commit/rollback, lock retries and error mapping."""
 
-    def __init__(self, engine: Engine, location: StoreLocation) -> None:
+    def __init__(
+        self, engine: Engine, location: StoreLocation, *, lock_wait_ms: int | None = None
+    ) -> None:
         self.engine = engine
         self.location = location
+        self.lock_wait_s = (busy_timeout_ms() if lock_wait_ms is None else lock_wait_ms) / 1000.0
         self._read = sessionmaker(bind=engine, expire_on_commit=False)
         self._write = sessionmaker(
             bind=engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
@@ -160,9 +167,7 @@ class SessionManager:
 
     def write(self, fn: Callable[[Session], T], *, retry_for: float | None = None) -> T:
         """Run ``fn`` in one write transaction; retry while the database is locked."""
-        deadline = time.monotonic() + (
-            retry_for if retry_for is not None else busy_timeout_ms() / 1000.0
-        )
+        deadline = time.monotonic() + (retry_for if retry_for is not None else self.lock_wait_s)
         attempt = 0
         while True:
             session = self._write()
@@ -265,7 +270,10 @@ def _stored_revision(engine: Engine) -> str | None:
         return None
 
 
-def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = True) -> str:
+def ensure_schema(
+    engine: Engine, location: StoreLocation, *, upgrade: bool = True,
+    lock_wait_ms: int | None = None,
+) -> str:
     """Create or upgrade the schema to head; refuse a store from a newer nbmlops.
 
     Several processes may open a new store at once: the migration runs in one exclusive
@@ -282,7 +290,10 @@ def ensure_schema(engine: Engine, location: StoreLocation, *, upgrade: bool = Tr
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
     assert head is not None
-    deadline = time.monotonic() + max(5.0, busy_timeout_ms() / 1000.0)
+    wait_s = (busy_timeout_ms() if lock_wait_ms is None else lock_wait_ms) / 1000.0
+    # a new store may be being created by another process: give it a few seconds at least,
+    # unless the caller asked to learn fast that the store is locked
+    deadline = time.monotonic() + (max(5.0, wait_s) if lock_wait_ms is None else wait_s)
     attempt = 0
     while True:
         try:

@@ -120,15 +120,24 @@ def _to_artifact(row: ArtifactRow) -> Artifact:
 class Store:
     """A lineage store: a SQL database (SQLite by default) plus an artifact directory."""
 
-    def __init__(self, location: StoreLocation, *, upgrade: bool = True) -> None:
+    def __init__(
+        self, location: StoreLocation, *, upgrade: bool = True, lock_wait_ms: int | None = None
+    ) -> None:
+        """Open (creating or upgrading if needed) the store at ``location``.
+
+        ``lock_wait_ms`` bounds how long a statement waits while another process holds a lock on
+        a SQLite store (default ``NBMLOPS_BUSY_TIMEOUT_MS``, 15 s); then the call raises
+        :class:`~nbmlops.errors.StoreUnavailableError` saying the store is locked."""
         self.location = location
-        self.engine = make_engine(location)
+        self.engine = make_engine(location, lock_wait_ms=lock_wait_ms)
         try:
-            self.schema_revision = ensure_schema(self.engine, location, upgrade=upgrade)
+            self.schema_revision = ensure_schema(
+                self.engine, location, upgrade=upgrade, lock_wait_ms=lock_wait_ms
+            )
         except BaseException:
             self.engine.dispose()  # let go of a file we refused (or failed) to open
             raise
-        self._sessions = SessionManager(self.engine, location)
+        self._sessions = SessionManager(self.engine, location, lock_wait_ms=lock_wait_ms)
         self.artifacts = ArtifactDir(location.artifact_root)
         self._experiment_ids: dict[str, int] = {}
 
@@ -657,6 +666,23 @@ class Store:
             rows = [(r, e) for r, e in s.execute(base).all()]
             runs = self._runs_with_data(s, rows)
         return RunPage(runs=runs, total=total, limit=limit, offset=offset)
+
+    def latest_run(self, notebook_paths: Sequence[str]) -> Run | None:
+        """The newest run of a notebook recorded under any of ``notebook_paths`` (exact paths),
+        or None. One indexed query without a count: what a panel polling every second needs."""
+        paths = [p for p in dict.fromkeys(notebook_paths) if p]
+        if not paths:
+            return None
+        query = (
+            select(RunRow, ExperimentRow.name)
+            .join(ExperimentRow, RunRow.experiment_id == ExperimentRow.id)
+            .where(RunRow.notebook_path.in_(paths))
+            .order_by(RunRow.start_time.desc(), RunRow.id)
+            .limit(1)
+        )
+        with self._sessions.read() as s:
+            rows = [(r, e) for r, e in s.execute(query).all()]
+            return self._runs_with_data(s, rows)[0] if rows else None
 
     def experiments(self) -> list[str]:
         with self._sessions.read() as s:
