@@ -497,7 +497,8 @@ def pipeline_show(definition: Path, fmt: str, output: Path | None, ascii_only: b
               help="After a failure, still run every step that does not depend on it.")
 @click.option("--force", "force_steps", multiple=True, metavar="[STEP]", is_flag=False,
               flag_value=_FORCE_ALL,
-              help="Re-run STEP even when cached (repeatable); --force alone re-runs every step.")
+              help="Re-run STEP even when cached (repeatable). --force alone (after PIPELINE, or "
+              "--force-all anywhere) re-runs every step.")
 @click.option("--force-all", is_flag=True, help="Re-run every step, ignoring the cache.")
 @click.option("--retry-delay", type=float, default=1.0, show_default=True, metavar="SECONDS",
               help="Wait before the first retry of a failed step (doubles each retry).")

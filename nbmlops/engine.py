@@ -197,8 +197,12 @@ class NbmlopsEngine(NBClientEngine):
 
 
 def source_cell_index(nb: Any, index: int) -> int:
-    """Index of cell ``index`` of an executed notebook in the notebook as the user wrote it
-    (papermill's injected-parameters cell removed)."""
+    """Index of cell ``index`` of an executed notebook in the notebook as the user wrote it:
+    the index a generated step notebook recorded for the cell (``metadata.nbmlops.source_index``),
+    else ``index`` without papermill's injected-parameters cell."""
+    recorded = nb.cells[index].get("metadata", {}).get("nbmlops", {}).get("source_index")
+    if isinstance(recorded, int):
+        return recorded
     return index - sum(
         1 for c in nb.cells[:index] if "injected-parameters" in c.get("metadata", {}).get("tags", [])
     )

@@ -222,6 +222,11 @@ def execute_notebook(
     if output_path is None and keep_output:
         output_path = location.runs_dir / run_id / (origin.name if origin else "notebook.ipynb")
     out = Path(output_path) if output_path is not None else None
+    if out is not None and origin is not None and out.resolve() == origin.resolve():
+        raise InvalidArgumentError(
+            f"output {output_path} is the notebook itself; nbmlops never writes to the source "
+            "notebook: choose another -o"
+        )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}

@@ -191,7 +191,7 @@ def coerce_value(name: str, value: Any, info: ParamInfo | None) -> Any:
             parsed = _parse_literal(text)
             want = {"list": (list, tuple), "tuple": (list, tuple), "dict": (dict,)}[type_name]
             if not isinstance(parsed, want):
-                raise ValueError(f"expected a {type_name} (JSON/YAML or Python literal)")
+                raise ValueError(f"expected a {type_name} (a JSON or Python literal)")
             return tuple(parsed) if type_name == "tuple" else list(parsed) if type_name == "list" else parsed
     except ValueError as exc:
         raise ParameterError(
@@ -208,19 +208,19 @@ _UNPARSED = object()
 
 
 def _parse_literal(text: str) -> Any:
-    import yaml
+    """A Python literal (``1.5``, ``[1, 2]``, ``None``, ``True``) or JSON (``true``, ``null``,
+    ``{"a": 1}``); anything else is not parsed. Not YAML: YAML 1.1 reads ``01234`` as octal,
+    ``1:30`` as 90 and ``2024-01-01`` as a date, which a notebook would never expect."""
+    import json
 
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
     try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
+        return json.loads(text)
+    except ValueError:
         return _UNPARSED
-    if isinstance(parsed, str):
-        return _UNPARSED
-    return parsed
 
 
 def _check_typed(name: str, value: Any, type_name: str | None) -> Any:
@@ -310,4 +310,17 @@ def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"{p}: parameters file must hold a mapping of name: value, not a {type(data).__name__}"
         )
-    return {str(k): v for k, v in data.items()}
+    return {str(k): _plain(v) for k, v in data.items()}
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates and times as ISO text: a notebook parameter must be a Python literal."""
+    import datetime as dt
+
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -220,3 +220,48 @@ def test_run_unknown_kernel_records_nothing(tmp_path: Path, store_url: str, stor
     assert proc.returncode == 2
     assert one_line_error(proc) == "Error: no Jupyter kernel named 'no-such-kernel'"
     assert all_runs(store) == []
+
+
+def test_untyped_parameters_take_literals_only_not_yaml_surprises(tmp_path: Path) -> None:
+    """A default of None says nothing about the type: Python/JSON literals are parsed, anything
+    else stays text (YAML 1.1 would make 01234 octal, 1:30 sixty-based, 2024-01-01 a date)."""
+    from nbmlops.params import check_parameters, load_params_file
+
+    nb = make_notebook(tmp_path / "u.ipynb", [("zip_code = None\nwhen = None\nn = None",
+                                               ["parameters"])])
+    got = check_parameters(nb, {"zip_code": "01234", "when": "1:30", "n": "7"})
+    assert got == {"zip_code": "01234", "when": "1:30", "n": 7}
+    assert check_parameters(nb, {"when": "2024-01-01", "n": "null"}) == {"when": "2024-01-01", "n": None}
+    f = tmp_path / "p.yaml"
+    f.write_text("when: 2024-01-01\nat: 2024-01-01 10:00:00\nnested: [2024-02-03]\n")
+    assert load_params_file(f) == {"when": "2024-01-01", "at": "2024-01-01T10:00:00",
+                                   "nested": ["2024-02-03"]}
+
+
+def test_run_refuses_to_write_over_its_source(tmp_path: Path, store_url: str, store: Store) -> None:
+    nb = make_notebook(tmp_path / "q.ipynb", ["x = 1"])
+    before = nb.read_bytes()
+    proc = nbmlops("--store", store_url, "run", "q.ipynb", "-o", "./q.ipynb", cwd=tmp_path, timeout=30)
+    assert proc.returncode == 2
+    assert "is the notebook itself" in one_line_error(proc)
+    assert nb.read_bytes() == before and all_runs(store) == []
+
+
+def test_failed_cell_is_reported_at_its_index_in_the_notebook_the_user_wrote() -> None:
+    from nbmlops.engine import source_cell_index
+
+    v4 = nbformat.v4
+    # papermill's injected cell is not the user's
+    nb = v4.new_notebook(cells=[
+        v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+        v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]}),
+        v4.new_code_cell("boom()"),
+    ])
+    assert source_cell_index(nb, 2) == 1
+    # a generated step notebook records where each copied cell came from
+    step = v4.new_notebook(cells=[
+        v4.new_code_cell("import os", metadata={"nbmlops": {"source_index": 0}}),
+        v4.new_code_cell("x = load()"),
+        v4.new_code_cell("boom()", metadata={"nbmlops": {"source_index": 5}}),
+    ])
+    assert source_cell_index(step, 2) == 5

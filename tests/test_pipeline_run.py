@@ -696,3 +696,60 @@ def test_show(example: Path, fmt: str, expected: str) -> None:
     proc = cli("pipeline", "show", str(example), "--format", fmt, "-o", str(out), cwd=example.parent)
     assert proc.returncode == 0 and out.read_text().lstrip().startswith(expected)
     assert not (example.parent / ".nbmlops").exists()
+
+
+# -- cache keys: what a step really depends on -------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_cache_sees_variables_from_steps_further_up(tmp_path: Path, store_url: str) -> None:
+    """c uses x from a, but follows only b: a change in a must still re-run c."""
+    def flow(x: int) -> Path:
+        return make_notebook(tmp_path / "flow.ipynb", [
+            (f"x = {x}", ["step:a"]),
+            ("y = 5", ["step:b", "after:a"]),
+            ("open('out.txt', 'w').write(str(x + y))", ["step:c", "after:b"]),
+        ])
+
+    assert states(run_pipeline(flow(1), store_url)) == dict.fromkeys("abc", "ran")
+    assert (tmp_path / "out.txt").read_text() == "6"
+    again = run_pipeline(flow(2), store_url)
+    assert again.steps["a"].state == "ran" and again.steps["c"].state == "ran"
+    assert (tmp_path / "out.txt").read_text() == "7"
+
+
+@pytest.mark.kernel
+def test_cache_sees_local_modules_the_notebook_imports(tmp_path: Path, store_url: str) -> None:
+    write(tmp_path / "helpers" / "__init__.py", "from .values import VALUE\n")
+    write(tmp_path / "helpers" / "values.py", "VALUE = 1\n")
+    make_notebook(tmp_path / "use.ipynb", [
+        "import helpers\nopen('h.txt', 'w').write(str(helpers.VALUE))"])
+    pipe = write(tmp_path / "pipeline.yaml", "name: mods\nsteps:\n  use: {notebook: use.ipynb}\n")
+    assert states(run_pipeline(pipe, store_url)) == {"use": "ran"}
+    assert states(run_pipeline(pipe, store_url)) == {"use": "cached"}
+    write(tmp_path / "helpers" / "values.py", "VALUE = 2\n")  # imported through __init__
+    assert states(run_pipeline(pipe, store_url)) == {"use": "ran"}
+    assert (tmp_path / "h.txt").read_text() == "2"
+
+
+@pytest.mark.kernel
+def test_timeout_stops_what_the_kernel_started(tmp_path: Path, store_url: str) -> None:
+    make_notebook(tmp_path / "spawn.ipynb", [
+        "import subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+        "open('child.pid', 'w').write(str(child.pid))\ntime.sleep(60)"])
+    pipe = write(tmp_path / "pipeline.yaml",
+                 "name: spawn\nsteps:\n  s: {notebook: spawn.ipynb, timeout: 3, cache: false}\n")
+    result = run_pipeline(pipe, store_url)
+    assert result.steps["s"].state == "failed"
+    pid = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    else:
+        psutil.Process(pid).kill()
+        pytest.fail("the kernel's child process outlived the step's timeout")

@@ -94,8 +94,8 @@ def test_example_tagged_notebook_splits_into_five_steps() -> None:
             "source_notebook": "pipeline_tagged.ipynb",
         }
         assert step.notebook_node.metadata.kernelspec.name == "python3"
-        first = step.notebook_node.cells[0]
-        assert first.metadata.tags == ["parameters"]
+        first = next(c for c in step.notebook_node.cells
+                     if "parameters" in c.metadata.get("tags", []))
         assert first.source.endswith("nbmlops_inputs = {}\nnbmlops_output_dir = None")
         # the exploration cell tagged `skip` is in no step
         assert all("describe()" not in s for s in sources(step.notebook_node))
@@ -138,10 +138,10 @@ def test_generated_cell_layout(tmp_path: Path) -> None:
     assert p.steps["use"].variables_in == {"x": "load", "y": "load"}
 
     load_nb = p.steps["load"].notebook_node
-    assert ids(load_nb) == ["c2", "c1", "c6", "c3", "c4", "nbmlops-save"]
+    assert ids(load_nb) == ["c1", "c2", "c6", "c3", "c4", "nbmlops-save"]
     assert sources(load_nb) == [
-        "alpha = 0.5\nnbmlops_inputs = {}\nnbmlops_output_dir = None",
         "import math",
+        "alpha = 0.5\nnbmlops_inputs = {}\nnbmlops_output_dir = None",
         "def double(v):\n    return 2 * v",
         "## load",
         "x = math.sqrt(16) * alpha\ny = 2",
@@ -152,13 +152,14 @@ def test_generated_cell_layout(tmp_path: Path) -> None:
     assert [c.cell_type for c in load_nb.cells] == ["code"] * 3 + ["markdown"] + ["code"] * 2
 
     use_nb = p.steps["use"].notebook_node
-    assert ids(use_nb) == ["c2", "c1", "c6", "nbmlops-load", "c7", "c8", "c9"]
+    # the parameters cell (c2) keeps its place among the shared cells, as in the source
+    assert ids(use_nb) == ["c1", "c2", "c6", "nbmlops-load", "c7", "c8", "c9"]
     assert sources(use_nb)[3] == (
         "from nbmlops.pipeline.varsio import load_variable\n\n"
         'x = load_variable(nbmlops_inputs["x"])\n'
         'y = load_variable(nbmlops_inputs["y"])'
     )
-    assert use_nb.cells[0].metadata.tags == ["parameters"]
+    assert use_nb.cells[1].metadata.tags == ["parameters"]
     for nb in (load_nb, use_nb):
         nbformat.validate(nb)
         assert all(c.get("outputs", []) == [] for c in nb.cells)
@@ -476,3 +477,20 @@ def test_generated_steps_run_with_papermill_and_pass_variables(tmp_path: Path) -
         if o.get("name") == "stdout"
     )
     assert "result 18" in stdout
+
+
+def test_parameters_cell_keeps_its_place_and_cells_know_their_source_index(tmp_path: Path) -> None:
+    """A parameters cell may use an import from an `imports` cell above it; errors are
+    reported at the cell's index in the notebook the user wrote."""
+    path = write_nb(tmp_path / "p.ipynb", [
+        code("import os", "imports"),                     # 0
+        code("workers = os.cpu_count() or 1", "parameters"),  # 1
+        code("a = workers", "step:a"),                    # 2
+        code("b = a + 1", "step:b", "after:a"),           # 3
+        code("c = b * 2"),                                # 4
+    ])
+    b_nb = load_tagged_notebook(path).steps["b"].notebook_node
+    assert [c.metadata.get("nbmlops", {}).get("source_index") for c in b_nb.cells] == [
+        0, 1, None, 3, 4]  # the generated load cell has none
+    assert sources(b_nb)[:2] == ["import os", "workers = os.cpu_count() or 1\n"
+                                 "nbmlops_inputs = {}\nnbmlops_output_dir = None"]

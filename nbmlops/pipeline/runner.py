@@ -15,7 +15,7 @@ recorded as finished with the tag ``nbmlops.cached_from``. ``force`` re-runs all
 **Failure.** By default the first failed step (after its retries) stops new steps from starting;
 steps already running finish. ``keep_going`` runs every step that does not depend on a failed
 one. Retries wait ``retry_delay * 2**(attempt-1)`` seconds (capped at 60). A step's ``timeout``
-bounds the whole step: its kernel is interrupted, then killed. :meth:`PipelineRunner.cancel`
+bounds each attempt: its kernel is interrupted, then killed. :meth:`PipelineRunner.cancel`
 (Ctrl-C, SIGTERM) interrupts every running kernel, kills those still alive after a grace
 period, and records the running step runs and the pipeline run as ``cancelled``.
 """
@@ -39,7 +39,7 @@ from typing import Any
 
 from ..config import StoreLocation, resolve_location
 from ..errors import NbmlopsError, ParameterError, PipelineError
-from .spec import Pipeline, Step
+from .spec import INJECTED_PARAMETERS, Pipeline, Step
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,14 @@ __all__ = [
     "STEP_STATES",
     "resolve_step_params",
     "notebook_code_hash",
+    "local_module_hashes",
 ]
 
 #: pending -> running -> ran | cached | failed | cancelled; skipped when an upstream step failed
 STEP_STATES = ("pending", "running", "ran", "cached", "failed", "skipped", "cancelled")
-#: parameters the runner injects into generated step notebooks (tagged-notebook form)
-INJECTED = ("nbmlops_inputs", "nbmlops_output_dir")
+INJECTED = INJECTED_PARAMETERS
 _GLOB_CHARS = set("*?[")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: seconds a cancelled or timed-out kernel gets to stop after its interrupt before it is killed
 KILL_GRACE = 5.0
 
@@ -323,6 +323,10 @@ class PipelineRunner:
                 except KeyboardInterrupt:
                     log.warning("interrupted: stopping the pipeline (again to kill the kernels)")
                     self.cancel()
+                except BaseException:
+                    # stop the running steps now: leaving the pool waits for them to finish
+                    self.cancel()
+                    raise
 
     def _schedule_once(
         self, pool: ThreadPoolExecutor, pending: list[str], running: dict[Future[None], str]
@@ -387,23 +391,27 @@ class PipelineRunner:
     def _cache_key(self, step: Step) -> str:
         params = {k: v for k, v in self.step_params[step.name].items() if k not in INJECTED}
         files, missing = _expand(self.pipeline.root, step.inputs)
+        nb = _read_notebook(step)
+        # the steps whose outputs this one consumes: its dependencies, and (tagged form) every
+        # step it loads a variable from, which may be further up than a direct dependency
+        upstream = sorted(set(step.depends_on) | set(step.variables_in.values()))
         payload = {
             "v": CACHE_VERSION,
             "pipeline": self.pipeline.name,
             "step": step.name,
-            "notebook": notebook_code_hash(_read_notebook(step)),
+            "kernel": self.kernel_name or nb.metadata.get("kernelspec", {}).get("name"),
+            "notebook": notebook_code_hash(nb),
+            # local modules the notebook imports (helper.py next to it): their code counts
+            "modules": local_module_hashes(nb, self.pipeline.root),
             "params": json.dumps(params, sort_keys=True, default=repr),
             "inputs": {rel: _fp(str(p)) for rel, p in sorted(files.items())},
             "inputs_missing": sorted(missing),
-            "upstream": {
-                dep: _output_fingerprints(self.results[dep].outputs) for dep in sorted(step.depends_on)
-            },
+            "upstream": {dep: _output_fingerprints(self.results[dep].outputs) for dep in upstream},
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def _try_cache(self, step: Step) -> bool:
         """Reuse an earlier identical run of ``step``; True when it did."""
-        from ..store import Store
 
         res = self.results[step.name]
         try:
@@ -413,6 +421,16 @@ class PipelineRunner:
             return False
         if not step.cache or step.name in self.force:
             return False
+        try:
+            return self._reuse(step, res)
+        except NbmlopsError as exc:  # a store that is locked or away: run the step instead
+            log.warning("step %s: cache not consulted (%s); running it", step.name, exc)
+            return False
+
+    def _reuse(self, step: Step, res: StepResult) -> bool:
+        from ..store import Store
+
+        assert res.cache_key is not None
         with Store(self.location) as store:
             for old_run, outputs in store.find_step_cache(res.cache_key):
                 if not _outputs_intact(self.pipeline.root, outputs):
@@ -462,8 +480,8 @@ class PipelineRunner:
             # (the scheduler skips the dependents of a "failed" step)
             delay = min(self.retry_delay * 2 ** (attempt - 1), 60.0)
             if self._cancel.wait(delay):
-                res.state = "failed"
-                break
+                res.state = "cancelled"  # between attempts: the last attempt stays failed
+                return
         if self._cancel.is_set() and res.state in ("failed", "running"):
             res.state = "cancelled"
             self._mark(res.run_id, "cancelled")
@@ -509,6 +527,9 @@ class PipelineRunner:
                 check_parameters=False,
                 run_id=run_id,
                 notebook_path=step.notebook,
+                # sets and dicts of str pickle in the same order every run: saved variables
+                # keep their fingerprints, so unchanged outputs keep downstream steps cached
+                env={"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")},
                 tags=self._step_tags(step, attempt),
                 on_kernel=lambda pid: self._register(step.name, pid),
             )
@@ -666,6 +687,74 @@ class PipelineRunner:
             log.warning("could not mark run %s %s: %s", run_id, status, exc)
 
 
+def local_module_hashes(nb: Any, root: Path) -> dict[str, str]:
+    """SHA-256 of the local Python modules a notebook imports, and of the local modules those
+    import in turn: ``import helper`` / ``from pkg.sub import x`` resolved against ``root``
+    (``helper.py``, ``pkg/__init__.py``, ``pkg/sub.py``). Installed packages are not local."""
+    import ast
+
+    def imported(source: str, package: tuple[str, ...] = ()) -> set[str]:
+        """Dotted names ``source`` imports; ``package``: the package the source is in, to
+        resolve relative imports (``from .values import X`` in ``helpers/__init__.py``)."""
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # IPython syntax (magics): read what parses line by line
+            names: set[str] = set()
+            for line in source.splitlines():
+                if line.lstrip().startswith(("import ", "from ")):
+                    names |= imported(line.strip(), package)
+            return names
+        found: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    keep = len(package) - (node.level - 1)
+                    if keep < 0:
+                        continue
+                    base = ".".join([*package[:keep], *([node.module] if node.module else [])])
+                else:
+                    base = node.module or ""
+                if base:
+                    found.add(base)
+                found |= {f"{base}.{a.name}" if base else a.name for a in node.names}
+        return found
+
+    def files_of(dotted: str) -> list[tuple[Path, tuple[str, ...]]]:
+        """The local files importing ``dotted`` runs, each with the package it belongs to."""
+        parts = dotted.split(".")
+        out = []
+        for i in range(1, len(parts) + 1):
+            base = root.joinpath(*parts[:i])
+            if base.with_suffix(".py").is_file():
+                out.append((base.with_suffix(".py"), tuple(parts[: i - 1])))
+            if (base / "__init__.py").is_file():
+                out.append((base / "__init__.py", tuple(parts[:i])))
+        return out
+
+    todo = [name for cell in nb.cells if cell.get("cell_type") == "code"
+            for name in imported(cell.get("source", ""))]
+    hashes: dict[str, str] = {}
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for path, package in files_of(name):
+            rel = path.relative_to(root).as_posix()
+            if rel in hashes:
+                continue
+            try:
+                text = path.read_bytes()
+            except OSError:
+                continue
+            hashes[rel] = hashlib.sha256(text).hexdigest()
+            todo.extend(imported(text.decode("utf-8", "replace"), package))
+    return dict(sorted(hashes.items()))
+
+
 def _one_line(text: str, limit: int = 500) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -680,8 +769,14 @@ def _fp(path: str) -> str | None:
 
 
 def _signal(pid: int, sig: int) -> None:
+    """Signal a kernel and the processes it started (jupyter_client makes each kernel the
+    leader of its own session; a kernel sharing our process group gets only its own signal)."""
     try:
-        os.kill(pid, sig)
+        group = os.getpgid(pid)
+        if group == pid and group != os.getpgrp():
+            os.killpg(group, sig)
+        else:
+            os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -49,6 +49,11 @@ __all__ = [
 ]
 
 
+#: parameters the runner injects into generated step notebooks (the tagged-notebook form):
+#: where to load the variables a step uses, and where to save those later steps use
+INJECTED_PARAMETERS = ("nbmlops_inputs", "nbmlops_output_dir")
+
+
 @dataclass
 class Step:
     """One node of the DAG: a notebook run headless with parameters."""

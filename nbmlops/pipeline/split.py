@@ -63,7 +63,7 @@ import nbformat
 
 from ..capture.analysis import analyze_cell
 from ..errors import PipelineError
-from .spec import Pipeline, Step
+from .spec import INJECTED_PARAMETERS, Pipeline, Step
 
 __all__ = ["load_tagged_notebook", "split_notebook", "STEP_NAME_RE"]
 
@@ -76,7 +76,7 @@ _IPYTHON_NAMES = frozenset(
      "_iii"}
 )
 _IPYTHON_NAME_RE = re.compile(r"^(_+|_i+|_i?\d+|__\w*__)$")
-_RUNNER_NAMES = frozenset({"nbmlops_inputs", "nbmlops_output_dir"})
+_RUNNER_NAMES = frozenset(INJECTED_PARAMETERS)
 LOAD_CELL_ID = "nbmlops-load"
 SAVE_CELL_ID = "nbmlops-save"
 PARAMETERS_CELL_ID = "nbmlops-parameters"
@@ -342,22 +342,13 @@ class _Splitter:
         cells: list[Any] = []
 
         param_lines = "nbmlops_inputs = {}\nnbmlops_output_dir = None"
-        if self.parameters is not None:
-            pi, pcell = self.parameters
-            source = pcell.source.rstrip()
-            cells.append(v4.new_code_cell(
-                source=f"{source}\n{param_lines}" if source else param_lines,
-                metadata={"tags": _schema_tags(pcell)}, id=ids[pi],
-            ))
-        else:
-            cells.append(v4.new_code_cell(
-                source=param_lines, metadata={"tags": ["parameters"]},
-                id=unique(PARAMETERS_CELL_ID),
-            ))
 
         def copy_cell(i: int, cell: Any) -> Any:
             tags = _schema_tags(cell)
-            metadata = {"tags": tags} if tags else {}
+            # where the cell is in the notebook the user wrote: errors are reported there
+            metadata: dict[str, Any] = {"nbmlops": {"source_index": i}}
+            if tags:
+                metadata["tags"] = tags
             if cell.cell_type == "markdown":
                 md = v4.new_markdown_cell(source=cell.source, metadata=metadata, id=ids[i])
                 if cell.get("attachments"):
@@ -365,7 +356,25 @@ class _Splitter:
                 return md
             return v4.new_code_cell(source=cell.source, metadata=metadata, id=ids[i])
 
-        cells.extend(copy_cell(i, c) for i, c in self.shared)
+        if self.parameters is None:
+            cells.append(v4.new_code_cell(
+                source=param_lines, metadata={"tags": ["parameters"]},
+                id=unique(PARAMETERS_CELL_ID),
+            ))
+        # the parameters cell and the imports/functions cells keep their order in the source
+        # notebook: a parameters cell may use an import (`workers = os.cpu_count()`)
+        header = sorted([*self.shared, *([self.parameters] if self.parameters else [])],
+                        key=lambda ic: ic[0])
+        for i, cell in header:
+            if self.parameters is not None and i == self.parameters[0]:
+                source = cell.source.rstrip()
+                cells.append(v4.new_code_cell(
+                    source=f"{source}\n{param_lines}" if source else param_lines,
+                    metadata={"tags": _schema_tags(cell), "nbmlops": {"source_index": i}},
+                    id=ids[i],
+                ))
+            else:
+                cells.append(copy_cell(i, cell))
         if step.variables_in:
             lines = ["from nbmlops.pipeline.varsio import load_variable", ""]
             lines += [f'{v} = load_variable(nbmlops_inputs["{v}"])' for v in step.variables_in]

@@ -53,13 +53,11 @@ class Launch:
         return self.exit_code is None
 
 
-def launch_command(
-    definition: Path, run_id: str, params: Mapping[str, str], store_url: str | None = None
-) -> list[str]:
-    """The argument vector of the CLI run (never through a shell)."""
+def launch_command(definition: Path, run_id: str, params: Mapping[str, str]) -> list[str]:
+    """The argument vector of the CLI run (never through a shell). The store URL goes to the
+    child's environment (``NBMLOPS_STORE_URL``), never here: a command line is readable by
+    every local user (``ps``), and the URL may hold a database password."""
     cmd = [sys.executable, "-m", "nbmlops.cli"]
-    if store_url:
-        cmd += ["--store", store_url]
     cmd += ["pipeline", "run", str(definition), "--run-id", run_id, "--no-progress", "--json"]
     for name, value in params.items():
         cmd += ["-p", name, value]  # click takes the two next words as they are, even "-1"
@@ -121,9 +119,11 @@ class PipelineLauncher:
         """Start ``nbmlops pipeline run`` for ``definition``; raise :class:`LaunchLimitError`
         when ``max_running`` launches are running already."""
         log_path = runs_dir / run_id / LOG_NAME
-        cmd = launch_command(definition, run_id, params, self.store_url)
+        cmd = launch_command(definition, run_id, params)
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.store_url:
+            env["NBMLOPS_STORE_URL"] = self.store_url
         if self.artifact_url:
             env["NBMLOPS_ARTIFACT_URL"] = self.artifact_url
         with self._lock:

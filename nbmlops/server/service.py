@@ -122,7 +122,9 @@ class StoreService:
                 return store
         if db is not None and not db.exists():
             raise StoreMissingError(self._missing_message(loc))
-        opened = Store(loc, lock_wait_ms=self.lock_wait_ms)  # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
+        # never upgraded from here: the server does not write the store; an older schema is
+        # reported (store_version) until a kernel or `nbmlops init` upgrades it
+        opened = Store(loc, upgrade=False, lock_wait_ms=self.lock_wait_ms)  # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
         with self._lock:
             store = self._stores.setdefault(key, opened)
         if store is not opened:
