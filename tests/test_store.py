@@ -358,6 +358,18 @@ def test_list_runs_filters(store: Store, seven_runs: dict[str, str]) -> None:
     assert store.list_runs(experiment="nope").total == 0
 
 
+def test_list_runs_filters_match_text_literally(store: Store) -> None:
+    """``%`` and ``_`` typed by a user are characters, not LIKE wildcards."""
+    a = store.create_run(name="a_b", notebook_path="/p/a_b.ipynb")
+    store.create_run(name="axb", notebook_path="/p/axb.ipynb")
+    pct = store.create_run(name="100% done", notebook_path="/p/100%.ipynb")
+    assert [r.id for r in store.list_runs(notebook="a_b.ipynb").runs] == [a]
+    assert [r.id for r in store.list_runs(search="a_b").runs] == [a]
+    assert [r.id for r in store.list_runs(search="0%").runs] == [pct]
+    assert [r.id for r in store.list_runs(notebook="100%.ipynb").runs] == [pct]
+    assert store.list_runs(notebook="%.ipynb").runs == []  # a name, not a pattern
+
+
 def test_latest_run_of_a_notebook(store: Store, seven_runs: dict[str, str]) -> None:
     latest = store.latest_run(["/p/train.ipynb"])
     assert latest is not None and latest.id == seven_runs["train@300"] and latest.params == {"n": "300"}

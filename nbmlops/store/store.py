@@ -80,6 +80,11 @@ def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]
         yield items[i : i + n]
 
 
+def _like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern that matches it literally (``%``, ``_`` and ``\\`` escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -638,9 +643,10 @@ class Store:
         if experiment is not None:
             conds.append(ExperimentRow.name == experiment)
         if notebook is not None:
-            conds.append(
-                or_(RunRow.notebook_path == notebook, RunRow.notebook_path.like(f"%/{notebook}"))
-            )
+            conds.append(or_(
+                RunRow.notebook_path == notebook,
+                RunRow.notebook_path.like(f"%/{_like_literal(notebook)}", escape="\\"),
+            ))
         if status is not None:
             conds.append(RunRow.status == status)
         if source is not None:
@@ -648,8 +654,9 @@ class Store:
         if parent_run_id is not None:
             conds.append(RunRow.parent_run_id == parent_run_id)
         if search:
-            pattern = f"%{search}%"
-            conds.append(or_(RunRow.name.like(pattern), RunRow.notebook_path.like(pattern)))
+            pattern = f"%{_like_literal(search)}%"
+            conds.append(or_(RunRow.name.like(pattern, escape="\\"),
+                             RunRow.notebook_path.like(pattern, escape="\\")))
         base = select(RunRow, ExperimentRow.name).join(
             ExperimentRow, RunRow.experiment_id == ExperimentRow.id
         )
