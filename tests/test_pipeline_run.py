@@ -214,9 +214,7 @@ def test_cache_reruns_only_what_changed(diamond: Path, store_url: str, store: St
 
     # nothing changed: every step is reused, no kernel starts
     cells = total_cells(store)
-    t0 = time.monotonic()
-    again = run_pipeline(diamond, store_url)
-    assert time.monotonic() - t0 < 5
+    again = run_pipeline(diamond, store_url)  # its speed: benchmarks/pipeline.py (b)
     assert states(again) == dict.fromkeys("abcd", "cached")
     kids = by_step(children(store, again.run_id))
     for name, run in kids.items():
