@@ -35,11 +35,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import StoreLocation, resolve_location
 from ..errors import NbmlopsError, ParameterError, PipelineError
 from .spec import INJECTED_PARAMETERS, Pipeline, Step
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,8 @@ def resolve_step_params(
     notebook does not declare."""
     from ..params import check_parameters, coerce_value, declared_parameters
 
-    declared = {name: declared_parameters(_read_notebook(step)) or {} for name, step in pipeline.steps.items()}
+    notebooks = {name: _read_notebook(step) for name, step in pipeline.steps.items()}
+    declared = {name: declared_parameters(nb) or {} for name, nb in notebooks.items()}
     overrides = dict(overrides or {})
     known = set(pipeline.params) | {p for d in declared.values() for p in d if p not in INJECTED}
     for key in overrides:
@@ -158,7 +162,7 @@ def resolve_step_params(
             continue
         label = f"step {name} ({step.notebook.name})"
         try:
-            out[name] = check_parameters(_read_notebook(step), merged, label=label)
+            out[name] = check_parameters(notebooks[name], merged, label=label)
         except ParameterError as exc:
             where = pipeline.locate(f"steps.{name}.params.{exc.param}", f"params.{exc.param}",
                                     f"steps.{name}")
@@ -240,6 +244,7 @@ class PipelineRunner:
         self._timeouts: dict[str, threading.Event] = {}  # step name -> set when it timed out
         self._started = time.monotonic()
         self._failed_once = False
+        self._store: Store | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -258,21 +263,29 @@ class PipelineRunner:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def run(self) -> PipelineResult:
-        from ..store import Store
+    @property
+    def store(self) -> Store:
+        """The run's one store connection, shared by the scheduler and the step threads
+        (SQLAlchemy's engine is thread-safe; every call is its own short transaction)."""
+        with self._lock:
+            if self._store is None:
+                from ..store import Store
 
+                self._store = Store(self.location)
+            return self._store
+
+    def run(self) -> PipelineResult:
         self.location.runs_dir.mkdir(parents=True, exist_ok=True)
-        with Store(self.location) as store:
-            store.create_run(
-                run_id=self.run_id, name=self.pipeline.name, source=self.source,
-                notebook_path=str(self.pipeline.path), params=self.params,
-                tags={
-                    "nbmlops.pipeline": self.pipeline.name,
-                    "nbmlops.pipeline_path": str(self.pipeline.path),
-                    "nbmlops.steps": str(len(self.order)),
-                    **self.run_tags,
-                },
-            )
+        self.store.create_run(
+            run_id=self.run_id, name=self.pipeline.name, source=self.source,
+            notebook_path=str(self.pipeline.path), params=self.params,
+            tags={
+                "nbmlops.pipeline": self.pipeline.name,
+                "nbmlops.pipeline_path": str(self.pipeline.path),
+                "nbmlops.steps": str(len(self.order)),
+                **self.run_tags,
+            },
+        )
         try:
             self._schedule()
         except BaseException:
@@ -281,16 +294,18 @@ class PipelineRunner:
         finally:
             status = self._final_status()
             try:
-                with Store(self.location) as store:
-                    counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
-                    tags = {f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n}
-                    # every step's final state, also of steps that never got a run
-                    tags.update({f"nbmlops.step_state.{name}": r.state
-                                 for name, r in self.results.items()})
-                    store.log_batch(self.run_id, tags=tags)
-                    store.end_run(self.run_id, status)
+                counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
+                tags = {f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n}
+                # every step's final state, also of steps that never got a run
+                tags.update({f"nbmlops.step_state.{name}": r.state
+                             for name, r in self.results.items()})
+                self.store.log_batch(self.run_id, tags=tags)
+                self.store.end_run(self.run_id, status)
             except NbmlopsError as exc:
                 log.warning("could not record the end of pipeline run %s: %s", self.run_id, exc)
+            if self._store is not None:
+                self._store.close()
+                self._store = None
         return PipelineResult(
             self.run_id, self.pipeline.name, status, dict(self.results),
             time.monotonic() - self._started,
@@ -428,25 +443,23 @@ class PipelineRunner:
             return False
 
     def _reuse(self, step: Step, res: StepResult) -> bool:
-        from ..store import Store
-
         assert res.cache_key is not None
-        with Store(self.location) as store:
-            for old_run, outputs in store.find_step_cache(res.cache_key):
-                if not _outputs_intact(self.pipeline.root, outputs):
-                    continue
-                run_id = uuid.uuid4().hex
-                store.create_run(
-                    run_id=run_id, name=f"{self.pipeline.name}/{step.name}", source=self.source,
-                    notebook_path=str(step.notebook), parent_run_id=self.run_id,
-                    params={k: v for k, v in self.step_params[step.name].items() if k not in INJECTED},
-                    tags={**self._step_tags(step, 0), "nbmlops.cached_from": old_run},
-                )
-                store.end_run(run_id, "finished")
-                res.state, res.run_id, res.cached_from, res.outputs = "cached", run_id, old_run, outputs
-                res.started = time.time()
-                self._emit("end", res)
-                return True
+        store = self.store
+        for old_run, outputs in store.find_step_cache(res.cache_key):
+            if not _outputs_intact(self.pipeline.root, outputs):
+                continue
+            run_id = uuid.uuid4().hex
+            store.create_run(
+                run_id=run_id, name=f"{self.pipeline.name}/{step.name}", source=self.source,
+                notebook_path=str(step.notebook), parent_run_id=self.run_id,
+                params={k: v for k, v in self.step_params[step.name].items() if k not in INJECTED},
+                tags={**self._step_tags(step, 0), "nbmlops.cached_from": old_run},
+            )
+            store.end_run(run_id, "finished")
+            res.state, res.run_id, res.cached_from, res.outputs = "cached", run_id, old_run, outputs
+            res.started = time.time()
+            self._emit("end", res)
+            return True
         return False
 
     def _step_tags(self, step: Step, attempt: int) -> dict[str, str]:
@@ -563,14 +576,11 @@ class PipelineRunner:
             return "failed"
         res.error = None
         if res.cache_key and step.cache:
-            from ..store import Store
-
             try:
-                with Store(self.location) as store:
-                    store.record_step_cache(
-                        res.cache_key, run_id, pipeline=self.pipeline.name, step=step.name,
-                        outputs=res.outputs,
-                    )
+                self.store.record_step_cache(
+                    res.cache_key, run_id, pipeline=self.pipeline.name, step=step.name,
+                    outputs=res.outputs,
+                )
             except NbmlopsError as exc:
                 log.warning("step %s: not cached: %s", step.name, exc)
         return "ran"
@@ -606,14 +616,11 @@ class PipelineRunner:
     def _written_files(self, run_id: str) -> dict[str, str]:
         """Files under the pipeline root that run ``run_id`` wrote (as capture recorded them)
         and that are still there, with their fingerprints now."""
-        from ..store import Store
-
         root = self.pipeline.root.resolve()
         private = self.location.runs_dir.resolve()
         out: dict[str, str] = {}
         try:
-            with Store(self.location) as store:
-                uris = {a.uri for ce in store.cell_executions(run_id) for a in ce.writes}
+            uris = {a.uri for ce in self.store.cell_executions(run_id) for a in ce.writes}
         except NbmlopsError as exc:
             log.info("outputs of run %s not read from the store: %s", run_id, exc)
             return out
@@ -665,24 +672,20 @@ class PipelineRunner:
     def _tag(self, run_id: str | None, tags: Mapping[str, str]) -> None:
         if run_id is None:
             return
-        from ..store import Store
-
         try:
-            with Store(self.location) as store:
-                if store.run_exists(run_id):
-                    store.log_batch(run_id, tags=tags)
+            store = self.store
+            if store.run_exists(run_id):
+                store.log_batch(run_id, tags=tags)
         except NbmlopsError as exc:
             log.warning("could not tag run %s: %s", run_id, exc)
 
     def _mark(self, run_id: str | None, status: str) -> None:
         if run_id is None:
             return
-        from ..store import Store
-
         try:
-            with Store(self.location) as store:
-                if store.run_exists(run_id):
-                    store.end_run(run_id, status)
+            store = self.store
+            if store.run_exists(run_id):
+                store.end_run(run_id, status)
         except NbmlopsError as exc:
             log.warning("could not mark run %s %s: %s", run_id, status, exc)
 
