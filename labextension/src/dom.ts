@@ -140,3 +140,11 @@ export function message(text: string, kind: 'error' | 'info' = 'info'): HTMLElem
     text
   );
 }
+
+/** Replace what a view's banner shows: an error message, or nothing (null). */
+export function showBanner(banner: HTMLElement, text: string | null): void {
+  clear(banner);
+  if (text) {
+    banner.appendChild(message(text, 'error'));
+  }
+}

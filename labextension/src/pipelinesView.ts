@@ -17,7 +17,8 @@ import {
   formatValue,
   h,
   message,
-  s
+  s,
+  showBanner
 } from './dom';
 import {
   CancelAnswer,
@@ -106,11 +107,7 @@ export class PipelinesView extends Widget {
   }
 
   private showError(error: unknown): void {
-    clear(this.banner);
-    if (error) {
-      const text = typeof error === 'string' ? error : this.gate.note(error);
-      this.banner.appendChild(message(text, 'error'));
-    }
+    showBanner(this.banner, !error ? null : typeof error === 'string' ? error : this.gate.note(error));
   }
 
   private renderList(): void {

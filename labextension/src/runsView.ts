@@ -7,7 +7,7 @@ import { Widget } from '@lumino/widgets';
 
 import { StoreGate, requestAPI, segment } from './api';
 import { IPanelContext } from './context';
-import { clear, formatDuration, formatTime, formatValue, h, message, s } from './dom';
+import { clear, formatDuration, formatTime, formatValue, h, message, s, showBanner } from './dom';
 import { Comparison, RunDetail, RunPage, RunSummary } from './types';
 
 const PAGE = 50;
@@ -125,11 +125,7 @@ export class RunsView extends Widget {
   }
 
   private showError(error: unknown): void {
-    clear(this.banner);
-    if (error) {
-      const text = typeof error === 'string' ? error : this.gate.note(error);
-      this.banner.appendChild(message(text, 'error'));
-    }
+    showBanner(this.banner, !error ? null : typeof error === 'string' ? error : this.gate.note(error));
   }
 
   private renderTable(): void {
