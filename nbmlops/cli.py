@@ -418,7 +418,7 @@ def pipeline_group() -> None:
 _FORCE_ALL = "\0all"  # what a bare --force stands for
 
 pipeline_arg = click.argument(
-    "definition", metavar="PIPELINE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "definition", metavar="PIPELINE", type=click.Path(exists=True, path_type=Path)
 )
 
 
