@@ -19,9 +19,14 @@ _SECRET = re.compile(
 )
 
 
+#: Tags nbmlops writes itself (``nbmlops.cache_key``...): never secrets, never redacted.
+OWN_PREFIX = "nbmlops."
+
+
 def looks_secret(name: str) -> bool:
-    """True when a parameter/tag name suggests its value is a secret."""
-    return bool(_SECRET.search(name))
+    """True when a parameter/tag name suggests its value is a secret (nbmlops' own
+    ``nbmlops.*`` names excepted)."""
+    return not name.startswith(OWN_PREFIX) and bool(_SECRET.search(name))
 
 
 def clip(value: str) -> str:

@@ -417,6 +417,7 @@ def test_failing_step_fails_fast(failing: Path, store_url: str, store: Store) ->
         "nbmlops.step_state.bad": "failed", "nbmlops.step_state.after_bad": "skipped",
         "nbmlops.step_state.other": "skipped"}
     assert kids["bad"].tags["nbmlops.error"] == "ValueError: last line 7"
+    assert len(kids["bad"].tags["nbmlops.cache_key"]) == 64  # own tags are not redacted
 
 
 @pytest.mark.kernel

@@ -776,3 +776,10 @@ def test_schema_head_fast_path_matches_the_migrations() -> None:
     from nbmlops.store.engine import SCHEMA_HEAD, _alembic_config
 
     assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_own_tags_are_never_redacted_but_secret_looking_user_names_are() -> None:
+    from nbmlops.redact import REDACTED, redact_mapping
+
+    got = redact_mapping({"nbmlops.cache_key": "ab12", "cache_key": "ab12", "api_token": "t"})
+    assert got == {"nbmlops.cache_key": "ab12", "cache_key": REDACTED, "api_token": REDACTED}

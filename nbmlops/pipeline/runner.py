@@ -3,7 +3,7 @@
 Every step runs through papermill with the ``nbmlops`` engine, so its cells are recorded exactly
 like an interactive session's. A pipeline run is a parent run (``source=pipeline``) with one
 child run per step attempt (tags ``nbmlops.pipeline``, ``nbmlops.step``, ``nbmlops.attempt``,
-``nbmlops.cache_hash``). Executed notebooks are kept under ``.nbmlops/runs/<run-id>/``.
+``nbmlops.cache_key``). Executed notebooks are kept under ``.nbmlops/runs/<run-id>/``.
 
 **Caching.** A step's cache key hashes its notebook's code (cell sources, kernel), its resolved
 params, the content fingerprints of its declared ``inputs`` and the outputs of the steps it
@@ -471,8 +471,7 @@ class PipelineRunner:
         if attempt:
             tags["nbmlops.attempt"] = str(attempt)
         if self.results[step.name].cache_key:
-            # not "...cache_key": names ending in "key" look secret and are redacted
-            tags["nbmlops.cache_hash"] = self.results[step.name].cache_key or ""
+            tags["nbmlops.cache_key"] = self.results[step.name].cache_key or ""
         return tags
 
     # -- execution ------------------------------------------------------------------------------
