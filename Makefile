@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext
+.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,8 +71,20 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test labext
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Airflow 3 in a venv of its own (it is never installed next to nbmlops): the export tests load
+# the generated DAG folder and run the example pipeline with `airflow dags test` in it.
+AIRFLOW := $(CURDIR)/.venv-airflow
+AIRFLOW_VERSION := 3.3.2
+$(AIRFLOW)/.installed:
+	$(PYTHON) -m venv $(AIRFLOW)
+	$(AIRFLOW)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW)/bin/python -m pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+airflow-venv: $(AIRFLOW)/.installed
+
+pytest: install-test labext airflow-venv
+	NBMLOPS_AIRFLOW_VENV=$(AIRFLOW) NBMLOPS_REQUIRE_AIRFLOW=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -95,4 +107,4 @@ bench: install-test
 	$(BIN)/python benchmarks/server_api.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts
+	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts

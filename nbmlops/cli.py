@@ -596,6 +596,12 @@ def pipeline_run(
         )
 
 
+from .cli_export import export_group, register_pipeline_commands  # noqa: E402
+
+cli.add_command(export_group)
+register_pipeline_commands(pipeline_group)
+
+
 def _store(ctx: click.Context) -> Store:
     state = ctx.find_object(CliState)
     assert state is not None, "commands run under the root group"
