@@ -109,6 +109,41 @@ def _recover_crashed_sessions(store: Store) -> None:
 
 pass_state = click.make_pass_decorator(CliState)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+tag_option = click.option(
+    "--tag", "tag_pairs", multiple=True, metavar="KEY=VALUE", hidden=True,
+    help="Tag the run (the scheduler records what triggered a run this way). Repeatable.")
+
+not_before_option = click.option(
+    "--not-before", "not_before", type=float, default=None, hidden=True, metavar="EPOCH",
+    help="Load everything, then wait until this UNIX time to start (the scheduler starts runs "
+    "a little early so that the kernel starts on time).")
+
+
+def _warm_then_wait(not_before: float | None) -> None:
+    """Import what a run needs (papermill, nbclient, the engine: about a second), then sleep
+    until ``not_before``, so that the run itself starts on the dot."""
+    if not_before is None:
+        return
+    import time
+
+    import jupyter_client.manager  # noqa: F401
+    import papermill.execute  # noqa: F401
+
+    from . import engine, execute  # noqa: F401
+
+    delay = not_before - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _tags(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--tag")
+        out[key.strip()] = value
+    return out
 
 
 @click.group(cls=NbmlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,12 +239,17 @@ def init(state: CliState, directory: Path | None) -> None:
               help="How long one cell may run.")
 @click.option("--kernel", "kernel_name", default=None,
               help="Jupyter kernel to run the notebook in (default: the notebook's own).")
+@click.option("--run-id", "run_id", default=None, metavar="HEX32", hidden=True,
+              help="Id of the run to create (for launchers that watch it, e.g. the scheduler).")
+@tag_option
+@not_before_option
 @json_option
 @pass_state
 def run_notebook(
     state: CliState, notebook: Path, param_pairs: Sequence[tuple[str, str]],
     params_files: Sequence[Path], output: Path | None, name: str | None, cwd: Path | None,
-    timeout: int, kernel_name: str | None, as_json: bool,
+    timeout: int, kernel_name: str | None, run_id: str | None, tag_pairs: Sequence[str],
+    not_before: float | None, as_json: bool,
 ) -> None:
     """Execute NOTEBOOK headless (papermill with the nbmlops engine) with lineage capture.
 
@@ -234,9 +274,11 @@ def run_notebook(
     params = check_parameters(notebook, params)  # before papermill is even imported
     from .execute import execute_notebook
 
+    _warm_then_wait(not_before)
     result = execute_notebook(
         notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
         store_url=state.store_url, keep_output=True, parameters=params, check_parameters=False,
+        run_id=_run_id(run_id), tags=_tags(tag_pairs) or None,
     )
     if as_json:
         click.echo(_format.to_json({
@@ -509,13 +551,15 @@ def pipeline_show(definition: Path, fmt: str, output: Path | None, ascii_only: b
 @click.option("--run-id", "run_id", default=None, metavar="HEX32", hidden=True,
               help="Id of the pipeline run to create (for launchers that watch it, e.g. the "
               "JupyterLab panel).")
+@tag_option
+@not_before_option
 @json_option
 @pass_state
 def pipeline_run(
     state: CliState, definition: Path, param_pairs: Sequence[tuple[str, str]],
     params_files: Sequence[Path], jobs: int | None, keep_going: bool, force_steps: Sequence[str],
     force_all: bool, retry_delay: float, kernel_name: str | None, progress: bool | None,
-    run_id: str | None, as_json: bool,
+    run_id: str | None, tag_pairs: Sequence[str], not_before: float | None, as_json: bool,
 ) -> None:
     """Run PIPELINE: steps in dependency order, independent ones in parallel, cached.
 
@@ -563,8 +607,11 @@ def pipeline_run(
             pipe, store_url=state.store_url, jobs=jobs, keep_going=keep_going,
             force=True if force_all or _FORCE_ALL in force_steps else list(force_steps),
             params=overrides, retry_delay=retry_delay, kernel_name=kernel_name,
-            on_event=display, run_id=run_id,
+            on_event=display, run_id=run_id, run_tags=_tags(tag_pairs),
         )
+        if not_before is not None:
+            runner.store  # noqa: B018 - open the store (and check its schema) before the wait
+            _warm_then_wait(not_before)
         result = runner.run()  # Ctrl-C inside: the runner cancels and returns
     finally:
         _signal.signal(_signal.SIGTERM, previous)
@@ -597,9 +644,19 @@ def pipeline_run(
 
 
 from .cli_export import export_group, register_pipeline_commands  # noqa: E402
+from .cli_schedule import schedule_group, scheduler_command, trigger_group  # noqa: E402
 
 cli.add_command(export_group)
+cli.add_command(schedule_group)
+cli.add_command(trigger_group)
+cli.add_command(scheduler_command)
 register_pipeline_commands(pipeline_group)
+
+
+def _run_id(run_id: str | None) -> str | None:
+    if run_id is not None and (len(run_id) != 32 or any(c not in "0123456789abcdef" for c in run_id)):
+        raise click.BadParameter("must be 32 lowercase hex characters", param_hint="--run-id")
+    return run_id
 
 
 def _store(ctx: click.Context) -> Store:

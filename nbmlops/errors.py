@@ -81,3 +81,14 @@ class ParameterError(InvalidArgumentError):
         super().__init__(message)
         #: the parameter's name, when one parameter is at fault
         self.param = param
+
+
+class ScheduleError(InvalidArgumentError):
+    """A schedule or trigger definition nbmlops refuses: bad cron, unknown zone, missing target,
+    a name already taken."""
+
+
+class SchedulerBusyError(NbmlopsError):
+    """Another scheduler holds this store's lease."""
+
+    exit_code = 5

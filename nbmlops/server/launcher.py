@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NotFoundError
+from ..schedule.launch import tail_lines
 from .errmap import ConflictError, LaunchLimitError
 
 log = logging.getLogger(__name__)
@@ -62,22 +63,6 @@ def launch_command(definition: Path, run_id: str, params: Mapping[str, str]) -> 
     for name, value in params.items():
         cmd += ["-p", name, value]  # click takes the two next words as they are, even "-1"
     return cmd
-
-
-def tail_lines(path: Path, lines: int = 20, max_bytes: int = 16384) -> list[str]:
-    """The last ``lines`` lines of a text file (decoded leniently); [] when it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return []
-    text = data.decode("utf-8", "replace")
-    if size > max_bytes:
-        text = text.split("\n", 1)[-1]  # drop the partial first line
-    return [ln.rstrip("\r") for ln in text.rstrip("\n").split("\n")][-lines:] if text.strip() else []
 
 
 class PipelineLauncher:

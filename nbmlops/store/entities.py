@@ -20,6 +20,9 @@ __all__ = [
     "LineageGraph",
     "RunPage",
     "Comparison",
+    "Schedule",
+    "ScheduleFire",
+    "SchedulerLease",
 ]
 
 RUN_SOURCES = ("interactive", "papermill", "pipeline", "schedule")
@@ -192,3 +195,63 @@ class Comparison(_Record):
     #: param keys whose values differ between runs
     params_differ: list[str]
     metrics: dict[str, list[float | None]]
+
+
+#: what a fire of a schedule can be: waiting (queued), running (started), or how it ended
+FIRE_STATUSES = ("queued", "started", "finished", "failed", "cancelled", "abandoned", "skipped")
+
+
+@dataclass(frozen=True)
+class ScheduleFire(_Record):
+    """One firing of a schedule or trigger. ``status`` of a started fire whose run has ended is
+    the run's status; ``reason`` says what fired it (``{"kind": "schedule", "due": ...}``,
+    ``{"kind": "change", "files": {path: {"old", "new"}}}``, ``{"kind": "after", "upstream_run"}``,
+    ``{"kind": "manual", ...}``)."""
+
+    id: int
+    schedule_id: int
+    schedule: str
+    status: str
+    due_at: float | None
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    run_id: str | None = None
+    pid: int | None = None
+    owner: str | None = None
+    reason: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule(_Record):
+    """A schedule (``kind`` cron) or a trigger (``kind`` change or after)."""
+
+    id: int
+    name: str
+    kind: str
+    target: str
+    target_kind: str
+    cron: str | None
+    timezone: str | None
+    watch: str | None
+    params: dict[str, Any]
+    overlap: str
+    catchup: str
+    paused: bool
+    next_fire_at: float | None
+    state: dict[str, Any]
+    created_at: float
+    updated_at: float
+    last_fire: ScheduleFire | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerLease(_Record):
+    """Who holds a store's scheduler lease, until when."""
+
+    holder: str | None
+    host: str | None
+    pid: int | None
+    acquired_at: float
+    expires_at: float

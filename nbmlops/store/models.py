@@ -252,3 +252,75 @@ class StepCacheRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_step_cache_run_id", "run_id"),)
+
+
+class ScheduleRow(Base):
+    """A schedule (``kind`` cron) or a trigger (``kind`` change or after): what to run, when.
+
+    ``target`` is the absolute path of a pipeline definition or a notebook. Cron schedules keep
+    their next due time in ``next_fire_at`` (UTC epoch), advanced in the same transaction that
+    records a fire, so a restarted scheduler neither fires twice nor forgets a due run.
+    ``state`` is what a trigger compares against: ``{"files": {path: fingerprint}}`` for
+    change triggers, ``{"since": end_time, "seen": [run ids]}`` for after-triggers."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    cron: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: a path or glob (change) or a pipeline definition path (after)
+    watch: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    overlap: Mapped[str] = mapped_column(String(8))
+    catchup: Mapped[str] = mapped_column(String(8))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),)
+
+
+class ScheduleFireRow(Base):
+    """One firing of a schedule or trigger: due, queued, started, skipped, or how it ended.
+
+    ``run_id`` is chosen before the run exists (the run is created by the process the fire
+    starts), so it is not a foreign key. ``reason`` records what triggered it."""
+
+    __tablename__ = "schedule_fires"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reason: Mapped[dict[str, Any]] = mapped_column(JSON)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_schedule_fires_schedule_id_id", "schedule_id", "id"),
+        Index("ix_schedule_fires_status", "status"),
+    )
+
+
+class SchedulerLeaseRow(Base):
+    """Who runs the scheduler of this store: one row, renewed while its holder lives."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    acquired_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -16,7 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
@@ -40,6 +40,9 @@ from .entities import (
     Run,
     RunPage,
 )
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleRepo
 from .models import (
     ArtifactEdgeRow,
     ArtifactRow,
@@ -145,6 +148,7 @@ class Store:
         self._sessions = SessionManager(self.engine, location, lock_wait_ms=lock_wait_ms)
         self.artifacts = ArtifactDir(location.artifact_root)
         self._experiment_ids: dict[str, int] = {}
+        self._schedules: ScheduleRepo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -829,6 +833,17 @@ class Store:
         )
         with self._sessions.read() as s:
             return [(rid, dict(outputs or {})) for rid, outputs in s.execute(query)]
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    @property
+    def schedules(self) -> ScheduleRepo:
+        """Schedules, triggers, their fires and the scheduler lease."""
+        if self._schedules is None:
+            from .schedules import ScheduleRepo
+
+            self._schedules = ScheduleRepo(self._sessions)
+        return self._schedules
 
     # -- lineage --------------------------------------------------------------------------------
 

@@ -1,0 +1,372 @@
+"""``nbmlops schedule ...``, ``nbmlops trigger ...`` and ``nbmlops scheduler``: faces over
+:mod:`nbmlops.schedule`.
+
+JSON forms (``--json``; times are UNIX epoch seconds, ``next_fire``/``due`` ISO 8601 UTC):
+
+* ``schedule ls`` / ``trigger ls``: ``{"schedules": [SCHEDULE...]}``, SCHEDULE =
+  ``{id, name, kind, target, target_kind, cron, timezone, watch, params, overlap, catchup,
+  paused, next_fire_at, next_fire, next_fire_local, created_at, updated_at, last_fire: FIRE}``
+* ``schedule history``: ``{"schedule": NAME, "fires": [FIRE...]}``, FIRE = ``{id, schedule,
+  status, due_at, due, created_at, started_at, ended_at, run_id, pid, owner, reason, message}``
+* ``add``/``pause``/``resume``/``rm``: the SCHEDULE; ``trigger fire``: ``{"fire", "run_id",
+  "status"}``
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from .store.entities import Schedule, ScheduleFire
+
+__all__ = ["schedule_group", "trigger_group", "scheduler_command"]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+params_option = click.option(
+    "-p", "--param", "param_pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+    help="Parameter for every run it starts (checked against the notebooks now). Repeatable.")
+target_arg = click.argument("target", metavar="PIPELINE_OR_NOTEBOOK",
+                            type=click.Path(path_type=Path))
+
+
+def _store(ctx: click.Context) -> Any:
+    from .cli import _store as open_store
+
+    return open_store(ctx)
+
+
+def _writable_store(ctx: click.Context) -> Any:
+    """The store, created when missing (adding a schedule is a first use like a run)."""
+    from .cli import CliState
+    from .store import Store
+
+    state = ctx.find_object(CliState)
+    assert state is not None
+    store = Store(state.location())
+    ctx.call_on_close(store.close)
+    return store
+
+
+def _echo_json(value: Any) -> None:
+    from . import _format
+
+    click.echo(_format.to_json(value))
+
+
+def _when(ts: float | None) -> str:
+    from . import _format
+
+    return _format.format_timestamp(ts) if ts else "-"
+
+
+def _last(f: ScheduleFire | None) -> str:
+    if f is None:
+        return "-"
+    run = f" {f.run_id[:8]}" if f.run_id else ""
+    return f"{f.status}{run} {_when(f.started_at or f.created_at)}"
+
+
+def _table(items: Sequence[Schedule], triggers: bool) -> str:
+    from . import _format
+    from .schedule.cron import parse_cron
+
+    rows: list[list[Any]] = []
+    for s in items:
+        target = Path(s.target).name if s.target_kind == "notebook" else (
+            f"{Path(s.target).parent.name}/{Path(s.target).name}")
+        if triggers:
+            on = (f"change {s.watch}" if s.kind == "change"
+                  else f"after {Path(s.watch or '').parent.name}/{Path(s.watch or '').name}")
+            rows.append([s.name, target, on, s.overlap, "paused" if s.paused else "active",
+                         _last(s.last_fire)])
+        else:
+            nxt = "-" if s.paused or s.next_fire_at is None else parse_cron(
+                s.cron or "", s.timezone).local_iso(s.next_fire_at)
+            rows.append([s.name, target, s.cron, s.timezone, nxt,
+                         "paused" if s.paused else "active", _last(s.last_fire)])
+    headers = (["NAME", "TARGET", "ON", "OVERLAP", "STATE", "LAST FIRE"] if triggers
+               else ["NAME", "TARGET", "CRON", "TZ", "NEXT FIRE", "STATE", "LAST FIRE"])
+    return _format.render_table(headers, rows, max_width=60,
+                                right_align=[False] * len(headers))
+
+
+def _print_schedule(s: Schedule, as_json: bool, verb: str) -> None:
+    from .schedule.service import schedule_dict
+
+    if as_json:
+        _echo_json(schedule_dict(s))
+        return
+    what = "schedule" if s.kind == "cron" else "trigger"
+    line = f"{verb} {what} {s.name}: {s.target}"
+    if s.kind == "cron" and s.next_fire_at is not None and not s.paused:
+        from .schedule.cron import parse_cron
+
+        line += f"; next fire {parse_cron(s.cron or '', s.timezone).local_iso(s.next_fire_at)}"
+    click.echo(line)
+
+
+# -- schedule -----------------------------------------------------------------------------------
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Cron schedules of pipelines and notebooks (fired by `nbmlops scheduler`)."""
+
+
+@schedule_group.command("add")
+@target_arg
+@click.option("--cron", "cron", required=True, metavar="EXPR",
+              help='Cron expression (5 fields or @daily/@hourly...), e.g. "0 3 * * *".')
+@click.option("--tz", "tz", default="UTC", show_default=True, metavar="ZONE",
+              help="IANA time zone the expression is read in, e.g. Europe/Berlin.")
+@params_option
+@click.option("--name", help="Schedule name (default: the pipeline's or notebook's name).")
+@click.option("--overlap", type=click.Choice(["skip", "queue", "allow"]), default="skip",
+              show_default=True, help="When the previous run still runs at the next due time.")
+@click.option("--catchup", type=click.Choice(["none", "last", "all"]), default="last",
+              show_default=True,
+              help="Due times missed while no scheduler ran: fire none, the newest, or all.")
+@click.option("--paused", is_flag=True, help="Add it paused (`schedule resume` starts it).")
+@json_option
+@click.pass_context
+def schedule_add(
+    ctx: click.Context, target: Path, cron: str, tz: str, param_pairs: Sequence[tuple[str, str]],
+    name: str | None, overlap: str, catchup: str, paused: bool, as_json: bool,
+) -> None:
+    """Run PIPELINE_OR_NOTEBOOK on a cron schedule.
+
+    The target is checked now: the pipeline must load and every -p must be a declared
+    parameter. Daylight-saving changes: a time skipped by spring-forward fires at the first
+    valid instant; a fixed-hour time repeated by fall-back fires once.
+    """
+    from .schedule.service import add_schedule
+
+    store = _writable_store(ctx)
+    sched = add_schedule(store, target, cron=cron, tz=tz, params=dict(param_pairs), name=name,
+                         overlap=overlap, catchup=catchup, paused=paused)
+    _print_schedule(sched, as_json, "added")
+
+
+def _ls(ctx: click.Context, kinds: Sequence[str], as_json: bool, triggers: bool) -> None:
+    from .schedule.service import list_schedules, schedule_dict
+
+    items = list_schedules(_store(ctx), kinds)
+    if as_json:
+        _echo_json({"schedules": [schedule_dict(s) for s in items]})
+    elif not items:
+        click.echo("no triggers" if triggers else "no schedules")
+    else:
+        click.echo(_table(items, triggers))
+
+
+@schedule_group.command("ls")
+@json_option
+@click.pass_context
+def schedule_ls(ctx: click.Context, as_json: bool) -> None:
+    """List schedules with their next fire time (in their zone) and last fire."""
+    _ls(ctx, ["cron"], as_json, triggers=False)
+
+
+def _simple(verb: str, doc: str, group: click.Group) -> None:
+    @group.command(verb, help=doc)
+    @click.argument("name")
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, name: str, as_json: bool) -> None:
+        from .schedule import service
+
+        store = _store(ctx)
+        fn = {"pause": service.pause, "resume": service.resume, "rm": service.remove}[verb]
+        done = {"pause": "paused", "resume": "resumed", "rm": "removed"}[verb]
+        _print_schedule(fn(store, name), as_json, done)
+
+
+_simple("pause", "Stop firing NAME until `resume` (a running run is not stopped).", schedule_group)
+_simple("resume", "Fire NAME again; what was due while paused does not fire.", schedule_group)
+_simple("rm", "Remove NAME and its fire history (the runs stay in the store).", schedule_group)
+
+
+def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+    from . import _format
+    from .schedule.service import fire_dict, history
+
+    fires = history(_store(ctx), name, limit)
+    if as_json:
+        _echo_json({"schedule": name, "fires": [fire_dict(f) for f in fires]})
+        return
+    if not fires:
+        click.echo(f"{name} has not fired yet")
+        return
+    rows = []
+    for f in fires:
+        why = f.reason.get("kind", "")
+        if why == "change":
+            why = "change " + ", ".join(Path(p).name for p in (f.reason.get("files") or {}))
+        elif why == "after":
+            why = f"after run {str(f.reason.get('upstream_run', ''))[:8]}"
+        elif why == "manual":
+            why = f"manual ({f.reason.get('by', '?')})"
+        duration = (f.ended_at - f.started_at) if f.ended_at and f.started_at else None
+        rows.append([f.id, f.reason.get("due_local") or f.reason.get("due") or "-", why, f.status,
+                     f.run_id[:8] if f.run_id else "-", _when(f.started_at),
+                     _format.format_duration(duration) if duration is not None else "-",
+                     f.message or ""])
+    click.echo(_format.render_table(
+        ["FIRE", "DUE", "TRIGGER", "STATUS", "RUN", "STARTED", "TOOK", "NOTE"], rows,
+        max_width=60, right_align=[True] + [False] * 7))
+
+
+@schedule_group.command("history")
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True, metavar="N", help="Newest N fires.")
+@json_option
+@click.pass_context
+def schedule_history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+    """Fires of schedule (or trigger) NAME, newest first: due time, status, run."""
+    _history(ctx, name, limit, as_json)
+
+
+# -- trigger ------------------------------------------------------------------------------------
+
+
+@click.group("trigger")
+def trigger_group() -> None:
+    """Run pipelines when files change or another pipeline succeeds (fired by `nbmlops
+    scheduler`), or now by hand."""
+
+
+@trigger_group.command("add")
+@target_arg
+@click.option("--on-change", metavar="PATH_OR_GLOB",
+              help="Fire when the content of a matching file changes or a new file matches "
+              "(** matches directories). Touching a file without changing it does not fire.")
+@click.option("--after", metavar="PIPELINE", type=click.Path(path_type=Path),
+              help="Fire when a run of PIPELINE finishes successfully.")
+@params_option
+@click.option("--name", help="Trigger name (default: TARGET-on-change / TARGET-after-PIPELINE).")
+@click.option("--overlap", type=click.Choice(["skip", "queue", "allow"]), default="queue",
+              show_default=True, help="When it fires while its previous run still runs.")
+@json_option
+@click.pass_context
+def trigger_add(
+    ctx: click.Context, target: Path, on_change: str | None, after: Path | None,
+    param_pairs: Sequence[tuple[str, str]], name: str | None, overlap: str, as_json: bool,
+) -> None:
+    """Run PIPELINE_OR_NOTEBOOK when files change (--on-change) or after a pipeline (--after).
+
+    A change trigger remembers the fingerprints the files have now: only later changes fire.
+    """
+    from .schedule.service import add_trigger
+
+    store = _writable_store(ctx)
+    trig = add_trigger(store, target, on_change=on_change, after=after, params=dict(param_pairs),
+                       name=name, overlap=overlap)
+    _print_schedule(trig, as_json, "added")
+
+
+@trigger_group.command("ls")
+@json_option
+@click.pass_context
+def trigger_ls(ctx: click.Context, as_json: bool) -> None:
+    """List triggers and their last fire."""
+    _ls(ctx, ["change", "after"], as_json, triggers=True)
+
+
+_simple("pause", "Stop NAME firing until `resume`.", trigger_group)
+_simple("resume", "Fire NAME again; changes made while paused do not fire.", trigger_group)
+_simple("rm", "Remove NAME and its fire history (the runs stay in the store).", trigger_group)
+
+
+@trigger_group.command("history")
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True, metavar="N", help="Newest N fires.")
+@json_option
+@click.pass_context
+def trigger_history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+    """Fires of trigger (or schedule) NAME, newest first."""
+    _history(ctx, name, limit, as_json)
+
+
+@trigger_group.command("fire")
+@click.argument("name")
+@click.option("--no-wait", is_flag=True, help="Start the run and return at once.")
+@json_option
+@click.pass_context
+def trigger_fire(ctx: click.Context, name: str, no_wait: bool, as_json: bool) -> None:
+    """Fire schedule or trigger NAME now, with its parameters, recorded as a manual fire.
+
+    Runs even when NAME is paused or its previous run still runs (you asked for it). Waits
+    for the run and exits 1 when it fails (--no-wait: returns at once).
+    """
+    import getpass
+
+    from .errors import ExecutionFailedError
+    from .schedule.scheduler import fire_now, start_fire
+
+    store = _store(ctx)
+    try:
+        by = getpass.getuser()
+    except (KeyError, OSError):
+        by = "cli"
+    if no_wait:
+        fire_id, run_id, proc = start_fire(store, name, by=by, die_with_parent=False)
+        status = "started"
+    else:
+        fire_id, run_id, status = fire_now(store, name, by=by)
+    if as_json:
+        _echo_json({"fire": fire_id, "run_id": run_id, "status": status})
+    else:
+        click.echo(f"fired {name}: run {run_id[:8]} {status}")
+    if status not in ("started", "finished"):
+        raise ExecutionFailedError(f"{name}: run {run_id[:8]} {status} (see `nbmlops runs show "
+                                   f"{run_id[:8]}` and .nbmlops/runs/{run_id}/scheduler.log)")
+
+
+# -- scheduler ----------------------------------------------------------------------------------
+
+
+@click.command("scheduler")
+@click.option("--once", is_flag=True,
+              help="Fire what is due now, wait for those runs, exit (for cron/systemd timers). "
+              "Exits 1 when one of them failed.")
+@click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              metavar="SECONDS", help="How often to look for new schedules and changed files.")
+@click.option("--on-stop", type=click.Choice(["cancel", "wait"]), default="cancel",
+              show_default=True,
+              help="On SIGTERM/Ctrl-C: cancel running runs (recorded cancelled) or wait for "
+              "them (a second signal cancels).")
+@click.option("--wait", "wait_for_lease", is_flag=True,
+              help="When another scheduler runs on this store, wait and take over when it "
+              "stops (default: exit with a message).")
+@click.option("--lease-ttl", type=click.FloatRange(min=1.0), default=30.0, show_default=True,
+              metavar="SECONDS", hidden=True,
+              help="How long the lease outlives a scheduler that stops renewing it.")
+@click.option("--misfire-grace", type=click.FloatRange(min=0.0), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="How late a fire may be and still count as on time (catch-up none).")
+@click.pass_context
+def scheduler_command(
+    ctx: click.Context, once: bool, poll: float, on_stop: str, wait_for_lease: bool,
+    lease_ttl: float, misfire_grace: float,
+) -> None:
+    """Fire schedules and triggers: a foreground daemon, one per store.
+
+    Logs one line per event (fired, skipped, queued, ended, next...) to stderr. Every run it
+    starts is a normal run in the store, tagged with what triggered it. A second scheduler on the
+    same store exits with a message (or waits, with --wait). After a crash, runs the previous
+    scheduler left running are marked failed (their fire: abandoned) and due times are not
+    fired twice.
+    """
+    from .schedule.scheduler import Scheduler
+
+    store = _writable_store(ctx)
+    sched = Scheduler(store, poll=poll, lease_ttl=lease_ttl, on_stop=on_stop,
+                      misfire_grace=misfire_grace, wait_for_lease=wait_for_lease, out=sys.stderr)
+    code = sched.run(once=once)
+    if code:
+        ctx.exit(code)

@@ -1,0 +1,658 @@
+"""``nbmlops scheduler``: the one process per store that fires schedules and triggers.
+
+Exactly one scheduler works on a store at a time: it holds the store's lease row
+(``scheduler_lease``), renewed every ``lease_ttl / 3`` seconds. A second scheduler exits with a
+message (or, with ``wait``, waits until the lease is free). A lease whose holder died on this
+host is taken over at once; one held on another host is taken over when it expires.
+
+Each tick:
+
+1. reap finished child processes and record how their fires ended;
+2. fire the cron schedules that are due, under their catch-up policy (``none``: only a fire
+   that is less than ``misfire_grace`` seconds late; ``last``: the newest missed due time;
+   ``all``: every missed due time) and overlap policy (``skip``, ``queue`` or ``allow`` when the
+   previous fire's run is still running). A due time is claimed in the same transaction that
+   moves ``next_fire_at`` on, so a restart never fires it twice;
+3. fire change triggers (a watched file's content fingerprint changed and its size and mtime
+   held still for one poll) and after-triggers (a run of the upstream pipeline finished);
+4. start queued fires whose schedule has nothing running any more.
+
+Runs are separate processes (:mod:`nbmlops.schedule.launch`) that the scheduler watches. On
+start, fires left ``started`` by a scheduler that died are settled: their process is stopped if it
+still runs, the fire becomes ``abandoned`` and a run still marked running becomes ``failed``.
+SIGTERM or SIGINT stops the scheduler: with ``on_stop="cancel"`` running runs are cancelled
+(they record themselves as cancelled), with ``"wait"`` they are waited for (a second signal
+cancels them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..errors import NbmlopsError, SchedulerBusyError
+from .cron import parse_cron, utc_iso
+from .launch import run_command, spawn, tail_lines
+from .service import scan_files
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..store.entities import Schedule
+
+__all__ = ["Scheduler", "TickStats", "fire_now", "start_fire", "finish_fire"]
+
+#: how long a stopping scheduler gives cancelled runs to record themselves, then kills them
+STOP_GRACE = 30.0
+#: at most this many missed due times fire at once under ``catchup all``
+MAX_CATCHUP = 100
+LOG_NAME = "scheduler.log"
+
+
+@dataclass
+class _Child:
+    fire_id: int
+    schedule_id: int
+    schedule: str
+    run_id: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class TickStats:
+    """What one tick did (for tests, benchmarks and ``--once``)."""
+
+    fired: int = 0
+    skipped: int = 0
+    queued: int = 0
+    ended: int = 0
+    failed: int = 0
+    duration: float = 0.0
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Scheduler:
+    """Fires the schedules and triggers of one store. Use :meth:`run` (a loop) or :meth:`tick`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        poll: float = 1.0,
+        lease_ttl: float = 30.0,
+        on_stop: str = "cancel",
+        misfire_grace: float = 60.0,
+        lead: float = 3.0,
+        wait_for_lease: bool = False,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if on_stop not in ("cancel", "wait"):
+            raise ValueError("on_stop must be cancel or wait")
+        self.store = store
+        self.repo = store.schedules
+        self.poll = max(0.05, poll)
+        self.lease_ttl = max(3 * self.poll, lease_ttl)
+        self.on_stop = on_stop
+        self.misfire_grace = misfire_grace
+        #: runs are started this many seconds before they are due and wait, loaded, for their
+        #: due time (papermill, nbformat and the pipeline load take a second or more)
+        self.lead = max(0.0, lead)
+        self.wait_for_lease = wait_for_lease
+        self.out = out if out is not None else sys.stderr
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.children: dict[int, _Child] = {}  # fire id -> child
+        self._stop = threading.Event()
+        self._stops = 0
+        self._wake = threading.Event()
+        self._lease_renewed = 0.0
+        self._has_lease = False
+        self._stat_seen: dict[str, dict[str, tuple[int, int]]] = {}  # trigger -> path -> stat
+        self.failed_runs = 0
+        env = {"NBMLOPS_STORE_URL": store.location.url,
+               "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
+        self._child_env = env
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """One line per event: ``TIME EVENT key=value ...``."""
+        parts = [utc_iso(self.clock()) or "", event]
+        for key, value in fields.items():
+            if value is None:
+                continue
+            text = str(value)
+            if not text or any(c.isspace() or c in '"=' for c in text):
+                text = json.dumps(text)
+            parts.append(f"{key}={text}")
+        try:
+            self.out.write(" ".join(parts) + "\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+
+    # -- lease ----------------------------------------------------------------------------------
+
+    def acquire_lease(self) -> None:
+        """Become the store's scheduler, or raise :class:`SchedulerBusyError`."""
+        announced = False
+        while True:
+            if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid, ttl=self.lease_ttl):
+                break
+            lease = self.repo.lease()
+            if lease is not None and lease.host == self.host and not _pid_alive(lease.pid):
+                if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid,
+                                           ttl=self.lease_ttl, steal_from=lease.holder):
+                    self.emit("lease-taken-over", previous=lease.holder, reason="holder is dead")
+                    break
+                continue
+            if lease is None:
+                continue
+            left = max(0.0, lease.expires_at - self.clock())
+            if not self.wait_for_lease:
+                raise SchedulerBusyError(
+                    f"another scheduler runs on this store ({self.store.location.describe()}): "
+                    f"pid {lease.pid} on host {lease.host}, since {utc_iso(lease.acquired_at)}; "
+                    f"its lease runs out in {left:.0f} s unless renewed. Stop it first, or "
+                    "start this one with --wait to take over when it stops")
+            if not announced:
+                self.emit("waiting-for-lease", holder=lease.holder, host=lease.host, pid=lease.pid)
+                announced = True
+            if self._stop.wait(min(2.0, self.lease_ttl / 3)):
+                raise SchedulerBusyError("stopped while waiting for the scheduler lease")
+        self._has_lease = True
+        self._lease_renewed = time.monotonic()
+        self.emit("started", holder=self.holder, store=self.store.location.describe(),
+                  poll=self.poll)
+
+    def _renew_lease(self) -> None:
+        if time.monotonic() - self._lease_renewed < self.lease_ttl / 3:
+            return
+        if not self.repo.renew_lease(self.holder, ttl=self.lease_ttl):
+            self._has_lease = False
+            raise SchedulerBusyError("lost the scheduler lease to another scheduler; stopping")
+        self._lease_renewed = time.monotonic()
+
+    def release_lease(self) -> None:
+        if self._has_lease:
+            try:
+                self.repo.release_lease(self.holder)
+            except NbmlopsError as exc:
+                self.emit("lease-release-failed", error=exc)
+            self._has_lease = False
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Settle fires a dead scheduler left ``started``: stop their process if it still runs,
+        mark the fire ``abandoned`` and its run (and its still-running step runs) ``failed``."""
+        self.repo.settle_fires()
+        for fire in self.repo.open_fires():
+            if fire.status != "started" or fire.owner is None or fire.owner == self.holder:
+                continue  # queued fires wait; manual fires belong to who started them
+            if fire.pid and _pid_alive(fire.pid) and fire.run_id and fire.run_id in _cmdline(fire.pid):
+                self._stop_orphan(fire.pid)
+            reason = (f"abandoned: the scheduler that started it ({fire.owner}) stopped before "
+                      "the run ended")
+            self._fail_run(fire.run_id, reason)
+            self.repo.update_fire(fire.id, status="abandoned", ended_at=self.clock(), message=reason)
+            self.emit("abandoned", schedule=fire.schedule, fire=fire.id, run=_short(fire.run_id),
+                      previous_owner=fire.owner)
+
+    def _stop_orphan(self, pid: int) -> None:
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _pid_alive(pid) and _cmdline(pid):
+                time.sleep(0.1)
+            if not _cmdline(pid):
+                return
+
+    def _fail_run(self, run_id: str | None, reason: str) -> None:
+        if not run_id:
+            return
+        try:
+            run = self.store.get_run(run_id)
+        except NbmlopsError:
+            return
+        ids = [run_id] if run.status == "running" else []
+        try:
+            page = self.store.list_runs(parent_run_id=run_id, status="running", limit=1000)
+            ids += [r.id for r in page.runs]
+        except (NbmlopsError, TypeError):
+            pass
+        for rid in ids:
+            try:
+                self.store.log_batch(rid, tags={"nbmlops.error": reason})
+                self.store.end_run(rid, "failed")
+            except NbmlopsError as exc:
+                self.emit("record-failed", run=_short(rid), error=exc)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to stop (what SIGTERM does). A second call cancels running runs even
+        under ``on_stop="wait"``."""
+        self._stops += 1
+        self._stop.set()
+        self._wake.set()
+
+    def run(self, *, once: bool = False, install_signals: bool = True) -> int:
+        """Acquire the lease, recover, then tick until stopped (``once``: fire what is due now,
+        wait for those runs, exit). Returns 0, or 1 when ``once`` and a run failed."""
+        previous: dict[signal.Signals, Any] = {}
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+        try:
+            self.acquire_lease()
+            try:
+                self.recover()
+                started = self.clock()
+                while not self._stop.is_set():
+                    self.tick(cron_until=started if once else None)
+                    if once and not self.children:
+                        break
+                    self._sleep()
+                self._shutdown()
+            finally:
+                self.release_lease()
+                self.emit("stopped", holder=self.holder)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 1 if once and self.failed_runs else 0
+
+    def _sleep(self) -> None:
+        now = self.clock()
+        wake = now + self.poll
+        try:
+            due = self.repo.next_due()
+        except NbmlopsError:
+            due = None
+        if due is not None and due - self.lead < wake:
+            wake = max(now, due - self.lead)
+        self._wake.wait(max(0.0, wake - now))
+        self._wake.clear()
+
+    def _shutdown(self) -> None:
+        if not self.children:
+            return
+        if self.on_stop == "wait" and self._stops < 2:
+            self.emit("stopping", waiting_for=len(self.children))
+            while self.children and self._stops < 2:
+                self._reap()
+                time.sleep(min(self.poll, 0.5))
+        if self.children:
+            self.emit("stopping", cancelling=len(self.children))
+            for child in self.children.values():
+                _signal(child.proc, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            while self.children and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.1)
+            for child in list(self.children.values()):
+                _killpg(child.proc.pid, signal.SIGKILL)
+                child.proc.wait(5)
+            self._reap()
+
+    # -- one tick -------------------------------------------------------------------------------
+
+    def tick(self, *, now: float | None = None, cron_until: float | None = None) -> TickStats:
+        """Reap, fire due schedules and triggers, start queued fires. ``cron_until`` limits cron
+        fires to due times up to it (``--once``)."""
+        t0 = time.perf_counter()
+        stats = TickStats()
+        self._renew_lease()
+        stats.ended = self._reap()
+        now = self.clock() if now is None else now
+        schedules = self.repo.active()
+        running = self._running_schedule_ids()
+        limit = now + self.lead if cron_until is None else min(now, cron_until)
+        for sched in schedules:
+            try:
+                if sched.kind == "cron":
+                    if sched.next_fire_at is not None and sched.next_fire_at <= limit:
+                        self._fire_cron(sched, now, limit, running, stats)
+                elif sched.kind == "change":
+                    self._check_change(sched, running, stats)
+                elif sched.kind == "after":
+                    self._check_after(sched, running, stats)
+            except NbmlopsError as exc:
+                self.emit("error", schedule=sched.name, error=exc)
+        self._start_queued(running, stats)
+        stats.duration = time.perf_counter() - t0
+        return stats
+
+    def _running_schedule_ids(self) -> set[int]:
+        ids = {c.schedule_id for c in self.children.values()}
+        ids |= {f.schedule_id for f in self.repo.open_fires() if f.status == "started"}
+        return ids
+
+    def _fire_cron(
+        self, sched: Schedule, now: float, horizon: float, running: set[int], stats: TickStats
+    ) -> None:
+        """Fire the due times of ``sched`` up to ``horizon`` (a little after now: runs start
+        early and wait) under its catch-up and overlap policies."""
+        assert sched.cron is not None and sched.next_fire_at is not None
+        spec = parse_cron(sched.cron, sched.timezone)
+        first = sched.next_fire_at
+        due = [first] + spec.times_between(first, horizon, limit=10_000)
+        next_at = spec.next_after(max(horizon, due[-1]))
+        past = [t for t in due if t <= now - 1.0]  # late by more than a second: missed once
+        upcoming = [t for t in due if t > now - 1.0]
+        if sched.catchup == "all":
+            chosen, missed = past[-MAX_CATCHUP:], past[:-MAX_CATCHUP]
+        elif sched.catchup == "last":
+            chosen, missed = past[-1:], past[:-1]
+        else:  # none: only what is (nearly) on time
+            chosen = [t for t in past[-1:] if now - t <= self.misfire_grace]
+            missed = [t for t in past if t not in chosen]
+        fire_times = chosen + upcoming
+        records: list[dict[str, Any]] = []
+        if missed:
+            records.append({
+                "status": "skipped", "due_at": missed[-1],
+                "reason": {"kind": "schedule", "due": utc_iso(missed[-1]), "missed": len(missed),
+                           "first_missed": utc_iso(missed[0])},
+                "message": f"{len(missed)} due time(s) missed while no scheduler ran "
+                           f"(catch-up {sched.catchup})",
+            })
+        busy = sched.id in running
+        for t in fire_times:
+            reason = {"kind": "schedule", "due": utc_iso(t), "due_local": spec.local_iso(t),
+                      "cron": sched.cron, "timezone": sched.timezone}
+            if busy and sched.overlap == "skip":
+                records.append({"status": "skipped", "due_at": t, "reason": reason,
+                                "message": "the previous run is still running (overlap skip)"})
+            elif busy and sched.overlap == "queue":
+                records.append({"status": "queued", "due_at": t, "reason": reason})
+            else:
+                records.append({"status": "started", "due_at": t, "reason": reason,
+                                "run_id": uuid.uuid4().hex})
+                busy = True
+        ids = self.repo.fire_many(sched.id, records, expect_next_fire_at=first,
+                                  next_fire_at=next_at, owner=self.holder)
+        if ids is None:
+            return  # somebody else claimed this due time
+        for fid, rec in zip(ids, records, strict=True):
+            if rec["status"] == "started":
+                at = rec["due_at"]
+                self._launch(sched, fid, rec["run_id"], rec["reason"], stats,
+                             not_before=at if at > now else None)
+                running.add(sched.id)
+            elif rec["status"] == "queued":
+                stats.queued += 1
+                self.emit("queued", schedule=sched.name, fire=fid, due=rec["reason"]["due"])
+            else:
+                stats.skipped += 1
+                self.emit("skipped", schedule=sched.name, fire=fid, due=utc_iso(rec["due_at"]),
+                          why=rec.get("message"))
+        self.emit("next", schedule=sched.name, at=spec.local_iso(next_at))
+
+    def _fire_event(
+        self, sched: Schedule, reason: dict[str, Any], running: set[int], stats: TickStats,
+        *, state: dict[str, Any],
+    ) -> None:
+        busy = sched.id in running
+        if busy and sched.overlap == "skip":
+            rec: dict[str, Any] = {"status": "skipped", "reason": reason,
+                                   "message": "the previous run is still running (overlap skip)"}
+        elif busy and sched.overlap == "queue":
+            rec = {"status": "queued", "reason": reason}
+        else:
+            rec = {"status": "started", "reason": reason, "run_id": uuid.uuid4().hex}
+        ids = self.repo.fire_many(sched.id, [rec], state=state, owner=self.holder)
+        assert ids is not None
+        if rec["status"] == "started":
+            self._launch(sched, ids[0], rec["run_id"], reason, stats)
+            running.add(sched.id)
+        elif rec["status"] == "queued":
+            stats.queued += 1
+            self.emit("queued", schedule=sched.name, fire=ids[0], trigger=reason["kind"])
+        else:
+            stats.skipped += 1
+            self.emit("skipped", schedule=sched.name, fire=ids[0], why=rec["message"])
+
+    def _check_change(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
+        assert sched.watch is not None
+        import glob as _glob
+
+        known: dict[str, dict[str, Any]] = dict((sched.state or {}).get("files") or {})
+        seen = self._stat_seen.setdefault(sched.name, {})
+        pattern = sched.watch
+        paths = [pattern] if not _glob.has_magic(pattern) else _glob.glob(pattern, recursive=True)
+        current: dict[str, tuple[int, int]] = {}
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if os.path.isfile(path):
+                current[path] = (st.st_size, st.st_mtime_ns)
+        changed: dict[str, dict[str, Any]] = {}
+        new_state = dict(known)
+        for path, stat in current.items():
+            old = known.get(path)
+            if old is not None and (old.get("size"), old.get("mtime_ns")) == stat:
+                continue  # untouched since the last fingerprint
+            if seen.get(path) != stat:
+                continue  # still changing (or first seen this tick): look again next tick
+            fresh = scan_files(path).get(path)
+            if fresh is None:
+                continue
+            new_state[path] = fresh
+            if old is None or old.get("fp") != fresh["fp"]:
+                changed[path] = {"old": old.get("fp") if old else None, "new": fresh["fp"]}
+        for path in set(known) - set(current):
+            new_state.pop(path)  # a deleted file does not fire; it is forgotten
+        self._stat_seen[sched.name] = current
+        if changed:
+            reason = {"kind": "change", "watch": pattern, "files": changed}
+            self._fire_event(sched, reason, running, stats, state={"files": new_state})
+        elif new_state != known:
+            self.repo.update(sched.name, state={"files": new_state})
+
+    def _check_after(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
+        assert sched.watch is not None
+        since = float((sched.state or {}).get("since") or 0.0)
+        for run_id, end in self.repo.finished_runs_since(sched.watch, since):
+            reason = {"kind": "after", "upstream_pipeline": sched.watch, "upstream_run": run_id}
+            self._fire_event(sched, reason, running, stats, state={"since": end})
+
+    def _start_queued(self, running: set[int], stats: TickStats) -> None:
+        queued = [f for f in self.repo.open_fires() if f.status == "queued"]
+        if not queued:
+            return
+        by_id = {s.id: s for s in self.repo.active()}
+        for fire in queued:
+            if fire.schedule_id in running:
+                continue
+            sched = by_id.get(fire.schedule_id)
+            if sched is None:
+                continue  # paused: it waits
+            run_id = uuid.uuid4().hex
+            self.repo.update_fire(fire.id, status="started", run_id=run_id,
+                                  started_at=self.clock(), owner=self.holder)
+            self._launch(sched, fire.id, run_id, fire.reason, stats)
+            running.add(fire.schedule_id)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def _launch(
+        self, sched: Schedule, fire_id: int, run_id: str, reason: dict[str, Any], stats: TickStats,
+        *, not_before: float | None = None,
+    ) -> None:
+        tags = {"nbmlops.trigger": reason.get("kind", "schedule"),
+                "nbmlops.trigger.name": sched.name, "nbmlops.trigger.fire": str(fire_id)}
+        if reason.get("due"):
+            tags["nbmlops.trigger.due"] = str(reason.get("due_local") or reason["due"])
+        if reason.get("upstream_run"):
+            tags["nbmlops.trigger.upstream_run"] = str(reason["upstream_run"])
+        if reason.get("files"):
+            tags["nbmlops.trigger.files"] = json.dumps(reason["files"], sort_keys=True)[:4000]
+        cmd = run_command(sched.target, sched.target_kind, run_id, sched.params, tags,
+                          not_before=not_before)
+        runs_dir = self.store.location.runs_dir
+        log_path = runs_dir / run_id / LOG_NAME
+        try:
+            proc = spawn(cmd, cwd=Path(sched.target).parent, log_path=log_path, env=self._child_env)
+        except OSError as exc:
+            self.repo.update_fire(fire_id, status="failed", ended_at=self.clock(),
+                                  message=f"could not start: {exc}")
+            self.emit("failed-to-start", schedule=sched.name, fire=fire_id, error=exc)
+            self.failed_runs += 1
+            return
+        self.repo.update_fire(fire_id, pid=proc.pid)
+        self.children[fire_id] = _Child(fire_id, sched.id, sched.name, run_id, proc, log_path)
+        stats.fired += 1
+        self.emit("fired", schedule=sched.name, fire=fire_id, run=_short(run_id),
+                  trigger=reason.get("kind"), due=reason.get("due_local") or reason.get("due"),
+                  pid=proc.pid)
+
+    def _reap(self) -> int:
+        ended = 0
+        for fid, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            del self.children[fid]
+            ended += 1
+            status = self._run_status(child.run_id) or (
+                "finished" if code == 0 else "cancelled" if code in (130, -signal.SIGTERM)
+                else "failed")
+            if status == "running":  # the process is gone but the run was never ended
+                status = "failed"
+                self._fail_run(child.run_id, f"the run's process exited ({code}) before "
+                               "recording its end")
+            message = None
+            if status != "finished":
+                self.failed_runs += status == "failed"
+                tail = tail_lines(child.log_path, 3)
+                message = tail[-1][:500] if tail else f"exit code {code}"
+            self.repo.update_fire(fid, status=status, ended_at=self.clock(), message=message)
+            self.emit("ended", schedule=child.schedule, fire=fid, run=_short(child.run_id),
+                      status=status, seconds=f"{time.time() - child.started:.1f}",
+                      exit=code, error=message)
+        return ended
+
+    def _run_status(self, run_id: str) -> str | None:
+        try:
+            return self.store.get_run(run_id).status
+        except NbmlopsError:
+            return None
+
+
+def _short(run_id: str | None) -> str | None:
+    return run_id[:8] if run_id else None
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def start_fire(
+    store: Store, name: str, *, by: str = "cli", die_with_parent: bool = True,
+) -> tuple[int, str, subprocess.Popen[bytes]]:
+    """Fire schedule or trigger ``name`` now, whatever its policy or pause state says (a person
+    asked for it): record a manual fire and start its run. Returns ``(fire id, run id,
+    process)``; the caller waits for the process and calls :func:`finish_fire`."""
+    sched = store.schedules.get(name)
+    run_id = uuid.uuid4().hex
+    reason = {"kind": "manual", "by": by}
+    ids = store.schedules.fire_many(sched.id, [{"status": "started", "reason": reason,
+                                                "run_id": run_id}])
+    assert ids is not None
+    fire_id = ids[0]
+    tags = {"nbmlops.trigger": "manual", "nbmlops.trigger.name": sched.name,
+            "nbmlops.trigger.fire": str(fire_id), "nbmlops.trigger.by": by}
+    cmd = run_command(sched.target, sched.target_kind, run_id, sched.params, tags)
+    log_path = store.location.runs_dir / run_id / LOG_NAME
+    env = {"NBMLOPS_STORE_URL": store.location.url,
+           "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
+    try:
+        proc = spawn(cmd, cwd=Path(sched.target).parent, log_path=log_path, env=env,
+                     die_with_parent=die_with_parent)
+    except OSError as exc:
+        store.schedules.update_fire(fire_id, status="failed", ended_at=time.time(),
+                                    message=f"could not start: {exc}")
+        raise NbmlopsError(f"could not start {name}: {exc}") from exc
+    store.schedules.update_fire(fire_id, pid=proc.pid)
+    return fire_id, run_id, proc
+
+
+def finish_fire(store: Store, fire_id: int, run_id: str, exit_code: int) -> str:
+    """Record how a manual fire's process ended; returns the fire's status."""
+    try:
+        status = store.get_run(run_id).status
+    except NbmlopsError:
+        status = "running"
+    if status == "running":  # never created, or not ended by its process
+        status = "finished" if exit_code == 0 else (
+            "cancelled" if exit_code in (130, -signal.SIGTERM) else "failed")
+    message = None
+    if status != "finished":
+        tail = tail_lines(store.location.runs_dir / run_id / LOG_NAME, 3)
+        message = tail[-1][:500] if tail else f"exit code {exit_code}"
+    store.schedules.update_fire(fire_id, status=status, ended_at=time.time(), message=message)
+    return status
+
+
+def fire_now(store: Store, name: str, *, by: str = "cli") -> tuple[int, str, str]:
+    """Fire ``name`` now and wait for its run (Ctrl-C cancels it). Returns ``(fire id, run id,
+    status)``."""
+    fire_id, run_id, proc = start_fire(store, name, by=by)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait()
+    return fire_id, run_id, finish_fire(store, fire_id, run_id, code)

@@ -1,0 +1,286 @@
+"""Schedules and triggers: create, list, pause, resume, remove, history. Every face (CLI, REST)
+calls these; the scheduler daemon (:mod:`nbmlops.schedule.scheduler`) fires what they define.
+
+A schedule or trigger names a *target*: a pipeline (``pipeline.yaml``, a directory holding one,
+or a notebook tagged ``step:NAME``) or a single notebook. The target is checked when the
+schedule is added (the pipeline loads, every ``-p`` is a declared parameter), so a typo fails at
+``add`` and not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NbmlopsError, ScheduleError
+from .cron import parse_cron
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..store.entities import Schedule, ScheduleFire
+
+__all__ = [
+    "OVERLAP_POLICIES", "CATCHUP_POLICIES", "Target", "resolve_target", "add_schedule",
+    "add_trigger", "pause", "resume", "remove", "history", "list_schedules", "schedule_dict",
+    "fire_dict", "scan_files",
+]
+
+OVERLAP_POLICIES = ("skip", "queue", "allow")
+CATCHUP_POLICIES = ("none", "last", "all")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: a change trigger watches at most this many files (a glob matching a whole disk is a mistake)
+MAX_WATCHED_FILES = 10_000
+
+
+class Target:
+    """What a schedule runs: ``kind`` is "pipeline" or "notebook"; ``path`` is absolute."""
+
+    def __init__(self, path: Path, kind: str, name: str) -> None:
+        self.path, self.kind, self.name = path, kind, name
+
+
+def _is_tagged_pipeline(path: Path) -> bool:
+    from ..params import read_notebook_light
+
+    try:
+        nb = read_notebook_light(path)
+    except Exception:
+        return False
+    for cell in getattr(nb, "cells", []):
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if any(str(t).startswith("step:") for t in tags):
+            return True
+    return False
+
+
+def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> Target:
+    """Check that ``path`` is a pipeline or notebook nbmlops can run with ``params``.
+
+    Raises :class:`ScheduleError` for a missing path, and the pipeline loader's / parameter
+    checker's own errors (with ``FILE:LINE:COL``) for a broken definition or an undeclared
+    parameter."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ScheduleError(f"{path}: no such pipeline or notebook")
+    p = Path(os.path.normpath(p.absolute()))  # the form pipeline runs record
+    params = dict(params or {})
+    if p.is_dir() or p.suffix.lower() in (".yaml", ".yml") or (
+        p.suffix.lower() == ".ipynb" and _is_tagged_pipeline(p)
+    ):
+        from ..pipeline.runner import resolve_step_params
+        from ..pipeline.spec import load_pipeline
+
+        pipe = load_pipeline(p)
+        resolve_step_params(pipe, params)  # unknown or mistyped parameters fail now
+        return Target(pipe.path, "pipeline", pipe.name)
+    if p.suffix.lower() == ".ipynb":
+        from ..params import check_parameters
+
+        check_parameters(p, params)
+        return Target(p, "notebook", p.stem)
+    raise ScheduleError(f"{path}: not a pipeline (pipeline.yaml, or a notebook tagged step:NAME) "
+                        "or a notebook (.ipynb)")
+
+
+def _check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ScheduleError(f"invalid name {name!r}: use letters, digits, '.', '_' and '-' "
+                            "(at most 128, starting with a letter or digit)")
+    return name
+
+
+def _default_name(store: Store, base: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-.") or "schedule"
+    taken = {s.name for s in store.schedules.schedules()}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _check_policy(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise ScheduleError(f"invalid {what} {value!r}: choose {', '.join(allowed)}")
+    return value
+
+
+def add_schedule(
+    store: Store,
+    target: str | os.PathLike[str],
+    *,
+    cron: str,
+    tz: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    overlap: str = "skip",
+    catchup: str = "last",
+    paused: bool = False,
+    now: float | None = None,
+) -> Schedule:
+    """Add a cron schedule; it first fires at the next due time after ``now``."""
+    spec = parse_cron(cron, tz)  # bad expression or zone: ScheduleError before anything else
+    _check_policy(overlap, OVERLAP_POLICIES, "--overlap")
+    _check_policy(catchup, CATCHUP_POLICIES, "--catchup")
+    tgt = resolve_target(target, params)
+    name = _check_name(name) if name else _default_name(store, tgt.name)
+    now = time.time() if now is None else now
+    return store.schedules.add(
+        name, kind="cron", target=str(tgt.path), target_kind=tgt.kind, cron=spec.expr,
+        timezone=spec.tz_name, params={k: _text(v) for k, v in (params or {}).items()},
+        overlap=overlap, catchup=catchup, paused=paused, next_fire_at=spec.next_after(now),
+    )
+
+
+def add_trigger(
+    store: Store,
+    target: str | os.PathLike[str],
+    *,
+    on_change: str | None = None,
+    after: str | os.PathLike[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    overlap: str = "queue",
+) -> Schedule:
+    """Add a trigger: ``on_change`` (a path or glob; fires when a matching file's content
+    fingerprint changes or a new file matches) or ``after`` (a pipeline; fires when one of its
+    runs succeeds). Exactly one of the two."""
+    if (on_change is None) == (after is None):
+        raise ScheduleError("give exactly one of --on-change PATH_OR_GLOB and --after PIPELINE")
+    _check_policy(overlap, OVERLAP_POLICIES, "--overlap")
+    tgt = resolve_target(target, params)
+    clean = {k: _text(v) for k, v in (params or {}).items()}
+    if on_change is not None:
+        pattern = os.path.abspath(os.path.expanduser(on_change))
+        state: dict[str, Any] = {"files": scan_files(pattern)}
+        base = f"{tgt.name}-on-change"
+        kind, watch = "change", pattern
+    else:
+        assert after is not None
+        up = resolve_target(after)
+        if up.kind != "pipeline":
+            raise ScheduleError(f"--after {after}: not a pipeline (a notebook run is not a "
+                                "pipeline run; schedule the notebook as a one-step pipeline)")
+        _check_no_cycle(store, str(tgt.path), str(up.path))
+        latest = store.schedules.finished_runs_since(str(up.path), 0.0, limit=1, newest=True)
+        state = {"since": latest[0][1] if latest else time.time()}
+        base = f"{tgt.name}-after-{up.name}"
+        kind, watch = "after", str(up.path)
+    name = _check_name(name) if name else _default_name(store, base)
+    return store.schedules.add(
+        name, kind=kind, target=str(tgt.path), target_kind=tgt.kind, watch=watch, params=clean,
+        overlap=overlap, catchup="none", state=state,
+    )
+
+
+def _check_no_cycle(store: Store, target: str, upstream: str) -> None:
+    """Refuse an after-trigger that would make pipelines trigger each other forever."""
+    edges: dict[str, set[str]] = {}
+    for s in store.schedules.schedules(kinds=["after"]):
+        if s.watch:
+            edges.setdefault(s.watch, set()).add(s.target)
+    edges.setdefault(upstream, set()).add(target)
+    seen, todo = set(), [target]
+    while todo:
+        node = todo.pop()
+        if node == upstream:
+            raise ScheduleError(
+                f"--after would make a loop: {Path(upstream).name} triggers "
+                f"{Path(target).name}, which (through after-triggers) triggers "
+                f"{Path(upstream).name} again")
+        if node in seen:
+            continue
+        seen.add(node)
+        todo.extend(edges.get(node, ()))
+
+
+def scan_files(pattern: str) -> dict[str, dict[str, Any]]:
+    """``{path: {"fp", "size", "mtime_ns"}}`` of the regular files matching ``pattern``."""
+    from ..fingerprint import fingerprint_file
+
+    out: dict[str, dict[str, Any]] = {}
+    paths = [pattern] if not glob.has_magic(pattern) else sorted(glob.glob(pattern, recursive=True))
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if not os.path.isfile(path):
+            continue
+        if len(out) >= MAX_WATCHED_FILES:
+            raise ScheduleError(f"{pattern} matches more than {MAX_WATCHED_FILES} files; "
+                                "watch a narrower path")
+        fp = fingerprint_file(path)
+        if fp is not None:
+            out[path] = {"fp": fp[0], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def _text(value: Any) -> str:
+    """Parameters are kept as the text the user gave; the run coerces them to the declared type
+    (exactly like ``nbmlops pipeline run -p``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def pause(store: Store, name: str) -> Schedule:
+    return store.schedules.update(name, paused=True)
+
+
+def resume(store: Store, name: str, *, now: float | None = None) -> Schedule:
+    """Un-pause. A cron schedule's next due time is recomputed from now: what was due while it
+    was paused does not fire."""
+    sched = store.schedules.get(name)
+    fields: dict[str, Any] = {"paused": False}
+    if sched.kind == "cron" and sched.cron:
+        fields["next_fire_at"] = parse_cron(sched.cron, sched.timezone).next_after(
+            time.time() if now is None else now)
+    if sched.kind == "change" and sched.watch:
+        fields["state"] = {"files": scan_files(sched.watch)}  # changes while paused don't count
+    return store.schedules.update(name, **fields)
+
+
+def remove(store: Store, name: str) -> Schedule:
+    return store.schedules.remove(name)
+
+
+def history(store: Store, name: str, limit: int = 50) -> list[ScheduleFire]:
+    return store.schedules.history(name, limit=limit)
+
+
+def list_schedules(store: Store, kinds: Sequence[str] | None = None) -> list[Schedule]:
+    return store.schedules.schedules(kinds)
+
+
+def schedule_dict(s: Schedule) -> dict[str, Any]:
+    """The JSON form of a schedule (what ``--json`` and the REST API print)."""
+    from .cron import utc_iso
+
+    d = s.to_dict()
+    d.pop("state", None)
+    d["next_fire"] = utc_iso(s.next_fire_at) if not s.paused else None
+    if s.kind == "cron" and s.next_fire_at is not None and s.cron:
+        try:
+            d["next_fire_local"] = parse_cron(s.cron, s.timezone).local_iso(s.next_fire_at)
+        except NbmlopsError:
+            d["next_fire_local"] = None
+    if s.kind == "change":
+        d["watched_files"] = len((s.state or {}).get("files") or {})
+    d["last_fire"] = fire_dict(s.last_fire) if s.last_fire else None
+    return d
+
+
+def fire_dict(f: ScheduleFire) -> dict[str, Any]:
+    from .cron import utc_iso
+
+    d = f.to_dict()
+    d["due"] = utc_iso(f.due_at)
+    return d
