@@ -68,6 +68,8 @@ class _Child:
     proc: subprocess.Popen[bytes]
     log_path: Path
     started: float = field(default_factory=time.time)
+    #: the scheduler stopped it (SIGTERM on shutdown)
+    cancelled: bool = False
 
 
 @dataclass
@@ -227,7 +229,7 @@ class Scheduler:
                 self._stop_orphan(fire.pid)
             reason = (f"abandoned: the scheduler that started it ({fire.owner}) stopped before "
                       "the run ended")
-            self._fail_run(fire.run_id, reason)
+            self._end_run(fire.run_id, "failed", reason)
             self.repo.update_fire(fire.id, status="abandoned", ended_at=self.clock(), message=reason)
             self.emit("abandoned", schedule=fire.schedule, fire=fire.id, run=_short(fire.run_id),
                       previous_owner=fire.owner)
@@ -246,7 +248,8 @@ class Scheduler:
             if not _cmdline(pid):
                 return
 
-    def _fail_run(self, run_id: str | None, reason: str) -> None:
+    def _end_run(self, run_id: str | None, status: str, reason: str) -> None:
+        """End run ``run_id`` and its step runs that are still marked running."""
         if not run_id:
             return
         try:
@@ -262,7 +265,7 @@ class Scheduler:
         for rid in ids:
             try:
                 self.store.log_batch(rid, tags={"nbmlops.error": reason})
-                self.store.end_run(rid, "failed")
+                self.store.end_run(rid, status)
             except NbmlopsError as exc:
                 self.emit("record-failed", run=_short(rid), error=exc)
 
@@ -324,6 +327,7 @@ class Scheduler:
         if self.children:
             self.emit("stopping", cancelling=len(self.children))
             for child in self.children.values():
+                child.cancelled = True
                 _signal(child.proc, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE
             while self.children and time.monotonic() < deadline:
@@ -560,9 +564,13 @@ class Scheduler:
                 "finished" if code == 0 else "cancelled" if code in (130, -signal.SIGTERM)
                 else "failed")
             if status == "running":  # the process is gone but the run was never ended
-                status = "failed"
-                self._fail_run(child.run_id, f"the run's process exited ({code}) before "
-                               "recording its end")
+                if child.cancelled:
+                    status = "cancelled"
+                    self._end_run(child.run_id, status, "cancelled: the scheduler stopped")
+                else:
+                    status = "failed"
+                    self._end_run(child.run_id, status, f"the run's process exited ({code}) "
+                                  "before recording its end")
             message = None
             if status != "finished":
                 self.failed_runs += status == "failed"

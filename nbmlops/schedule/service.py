@@ -65,10 +65,10 @@ def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | Non
     Raises :class:`ScheduleError` for a missing path, and the pipeline loader's / parameter
     checker's own errors (with ``FILE:LINE:COL``) for a broken definition or an undeclared
     parameter."""
-    p = Path(path).expanduser()
-    if not p.exists():
+    given = Path(path).expanduser()
+    if not given.exists():
         raise ScheduleError(f"{path}: no such pipeline or notebook")
-    p = Path(os.path.normpath(p.absolute()))  # the form pipeline runs record
+    p = Path(os.path.normpath(given.absolute()))  # the form pipeline runs record
     params = dict(params or {})
     if p.is_dir() or p.suffix.lower() in (".yaml", ".yml") or (
         p.suffix.lower() == ".ipynb" and _is_tagged_pipeline(p)
@@ -76,9 +76,9 @@ def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | Non
         from ..pipeline.runner import resolve_step_params
         from ..pipeline.spec import load_pipeline
 
-        pipe = load_pipeline(p)
+        pipe = load_pipeline(given)  # errors name the file as the user wrote it
         resolve_step_params(pipe, params)  # unknown or mistyped parameters fail now
-        return Target(pipe.path, "pipeline", pipe.name)
+        return Target(Path(os.path.normpath(pipe.path.absolute())), "pipeline", pipe.name)
     if p.suffix.lower() == ".ipynb":
         from ..params import check_parameters
 
