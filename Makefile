@@ -45,6 +45,13 @@ demo: install-demo
 	@echo "== one notebook with parameters: nbmlops run NOTEBOOK -p NAME VALUE"
 	cd example_notebooks && $(BIN)/nbmlops run train.ipynb -o out/train.ipynb -p n_estimators 50
 	@echo
+	@echo "== schedule it nightly (fired by the daemon 'nbmlops scheduler'), then fire it once by hand"
+	-cd example_notebooks && $(BIN)/nbmlops schedule rm nightly >/dev/null 2>&1
+	cd example_notebooks && $(BIN)/nbmlops schedule add pipeline/pipeline.yaml --cron "0 3 * * *" --tz Europe/Berlin --name nightly
+	cd example_notebooks && $(BIN)/nbmlops schedule ls
+	cd example_notebooks && $(BIN)/nbmlops trigger fire nightly
+	cd example_notebooks && $(BIN)/nbmlops schedule history nightly
+	@echo
 	@echo "== runs in the store (pipeline runs are parents of their step runs)"
 	cd example_notebooks && $(BIN)/nbmlops runs ls --limit 12
 	@echo
