@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NotFoundError
-from ..schedule.launch import tail_lines
+from ..schedule.launch import run_command, tail_lines
 from .errmap import ConflictError, LaunchLimitError
 
 log = logging.getLogger(__name__)
@@ -55,14 +54,11 @@ class Launch:
 
 
 def launch_command(definition: Path, run_id: str, params: Mapping[str, str]) -> list[str]:
-    """The argument vector of the CLI run (never through a shell). The store URL goes to the
-    child's environment (``NBMLOPS_STORE_URL``), never here: a command line is readable by
-    every local user (``ps``), and the URL may hold a database password."""
-    cmd = [sys.executable, "-m", "nbmlops.cli"]
-    cmd += ["pipeline", "run", str(definition), "--run-id", run_id, "--no-progress", "--json"]
-    for name, value in params.items():
-        cmd += ["-p", name, value]  # click takes the two next words as they are, even "-1"
-    return cmd
+    """The argument vector of the CLI run (never through a shell; the same command a scheduled
+    run uses). The store URL goes to the child's environment (``NBMLOPS_STORE_URL``), never
+    here: a command line is readable by every local user (``ps``), and the URL may hold a
+    database password."""
+    return run_command(definition, "pipeline", run_id, params)
 
 
 class PipelineLauncher:
