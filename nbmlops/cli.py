@@ -272,14 +272,26 @@ def run_notebook(
         params.update(load_params_file(f))
     params.update(dict(param_pairs))
     params = check_parameters(notebook, params)  # before papermill is even imported
+    import signal as _signal
+
     from .execute import execute_notebook
 
-    _warm_then_wait(not_before)
-    result = execute_notebook(
-        notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
-        store_url=state.store_url, keep_output=True, parameters=params, check_parameters=False,
-        run_id=_run_id(run_id), tags=_tags(tag_pairs) or None,
-    )
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the engine stops the kernel and records the run cancelled
+
+    previous = _signal.signal(_signal.SIGTERM, on_term)
+    try:
+        _warm_then_wait(not_before)
+        result = execute_notebook(
+            notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
+            store_url=state.store_url, keep_output=True, parameters=params,
+            check_parameters=False, run_id=_run_id(run_id), tags=_tags(tag_pairs) or None,
+        )
+    except KeyboardInterrupt:
+        raise CliError(f"{notebook.name}: cancelled (the run is recorded as cancelled)",
+                       130) from None
+    finally:
+        _signal.signal(_signal.SIGTERM, previous)
     if as_json:
         click.echo(_format.to_json({
             "run_id": result.run_id, "status": result.status, "duration": result.duration,

@@ -224,8 +224,15 @@ def _finish_run(
 
     failed = [i for i, entry in sorted(cell_log.items()) if entry[2] != "ok"]
     status = "failed" if failed or died or aborted is not None else "finished"
+    cancelled = isinstance(aborted, KeyboardInterrupt) and not died  # Ctrl-C, SIGTERM
+    if cancelled:
+        status = "cancelled"
     result.update(status=status, kernel_died=died, error=None, failed_cell_index=None)
-    if failed:
+    if cancelled:
+        result["error"] = "cancelled (interrupted)"
+        if failed:
+            result["failed_cell_index"] = source_cell_index(nb, failed[0])
+    elif failed:
         i = failed[0]
         _, _, how, ename, evalue = cell_log[i]
         result["failed_cell_index"] = source_cell_index(nb, i)
@@ -272,7 +279,7 @@ def _finish_run(
             if missing:
                 store.record_cells(run_id, missing)
             if status != "finished":
-                store.end_run(run_id, "failed")
+                store.end_run(run_id, status)
             else:
                 store.end_run(run_id, "finished", only_if_running=True)
             tags = opts.get("tags")

@@ -33,7 +33,7 @@ __all__ = ["ExecutionResult", "execute_notebook", "CapturingClient", "HeadlessCa
 class ExecutionResult:
     run_id: str
     output_path: Path | None
-    status: str  # finished | failed
+    status: str  # finished | failed | cancelled (Ctrl-C, SIGTERM)
     duration: float
     error: str | None = None
     failed_cell_index: int | None = None

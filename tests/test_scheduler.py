@@ -461,3 +461,25 @@ def test_trigger_fire_runs_now_and_records_a_manual_fire(project: Path, store: S
     cli_json("schedule", "add", "fails.ipynb", "--cron", "@yearly", "--name", "bad", cwd=project)
     bad = cli("trigger", "fire", "bad", cwd=project)
     assert bad.returncode == 1 and "failed" in one_line_error(bad)
+
+
+def test_sigterm_to_nbmlops_run_records_the_run_cancelled(project: Path, store: Store) -> None:
+    """What the scheduler's SIGTERM does to a notebook run: the kernel stops, the run is
+    recorded cancelled (not left running), the CLI exits 130."""
+    (project / "hold").write_text("")
+    run_id = "c" * 32
+    proc = subprocess.Popen([script("nbmlops"), "run", "held.ipynb", "--run-id", run_id],
+                            cwd=project, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: store.run_exists(run_id) and store.cell_executions(run_id),
+                 what="the first cell")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "cancelled" in err.strip().splitlines()[-1]
+    run = store.get_run(run_id)
+    assert run.status == "cancelled" and run.end_time is not None
