@@ -348,9 +348,11 @@ class Scheduler:
         self._renew_lease()
         stats.ended = self._reap()
         now = self.clock() if now is None else now
-        schedules = self.repo.active()
-        running = self._running_schedule_ids()
         limit = now + self.lead if cron_until is None else min(now, cron_until)
+        schedules = self.repo.candidates(limit)
+        open_fires = self.repo.open_fires()
+        running = {c.schedule_id for c in self.children.values()}
+        running |= {f.schedule_id for f in open_fires if f.status == "started"}
         for sched in schedules:
             try:
                 if sched.kind == "cron":
@@ -362,14 +364,10 @@ class Scheduler:
                     self._check_after(sched, running, stats)
             except NbmlopsError as exc:
                 self.emit("error", schedule=sched.name, error=exc)
-        self._start_queued(running, stats)
+        if any(f.status == "queued" for f in open_fires) or stats.queued:
+            self._start_queued(running, stats)
         stats.duration = time.perf_counter() - t0
         return stats
-
-    def _running_schedule_ids(self) -> set[int]:
-        ids = {c.schedule_id for c in self.children.values()}
-        ids |= {f.schedule_id for f in self.repo.open_fires() if f.status == "started"}
-        return ids
 
     def _fire_cron(
         self, sched: Schedule, now: float, horizon: float, running: set[int], stats: TickStats

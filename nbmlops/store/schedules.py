@@ -164,6 +164,19 @@ class ScheduleRepo:
             return [_schedule(r) for r in s.scalars(
                 select(ScheduleRow).where(ScheduleRow.paused.is_(False)).order_by(ScheduleRow.id))]
 
+    def candidates(self, horizon: float) -> list[Schedule]:
+        """What one scheduler tick must look at: active cron schedules due by ``horizon`` (an
+        index range scan, however many schedules there are) and every active trigger."""
+        query = (
+            select(ScheduleRow)
+            .where(ScheduleRow.paused.is_(False))
+            .where(or_(and_(ScheduleRow.kind == "cron", ScheduleRow.next_fire_at <= horizon),
+                       ScheduleRow.kind != "cron"))
+            .order_by(ScheduleRow.id)
+        )
+        with self._sessions.read() as s:
+            return [_schedule(r) for r in s.scalars(query)]
+
     def next_due(self) -> float | None:
         """The earliest ``next_fire_at`` of the active cron schedules."""
         with self._sessions.read() as s:
