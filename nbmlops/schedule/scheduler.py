@@ -219,20 +219,25 @@ class Scheduler:
     # -- recovery -------------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Settle fires a dead scheduler left ``started``: stop their process if it still runs,
-        mark the fire ``abandoned`` and its run (and its still-running step runs) ``failed``."""
-        self.repo.settle_fires()
-        for fire in self.repo.open_fires():
-            if fire.status != "started" or fire.owner is None or fire.owner == self.holder:
-                continue  # queued fires wait; manual fires belong to who started them
+        """Settle fires a dead scheduler left ``started``: stop their process if it still runs;
+        a run that finished or failed on its own keeps that status, anything else (still marked
+        running, never created, or cancelled because its scheduler died) makes the fire
+        ``abandoned`` and a run still marked running ``failed``."""
+        for fire, run_status in self.repo.started_fires():
+            if fire.owner is None or fire.owner == self.holder:
+                continue  # manual fires belong to who started them
             if fire.pid and _pid_alive(fire.pid) and fire.run_id and fire.run_id in _cmdline(fire.pid):
                 self._stop_orphan(fire.pid)
+                run_status = self._run_status(fire.run_id) if fire.run_id else None
+            if run_status in ("finished", "failed"):
+                continue  # it ended by itself; settle_fires below copies how
             reason = (f"abandoned: the scheduler that started it ({fire.owner}) stopped before "
                       "the run ended")
             self._end_run(fire.run_id, "failed", reason)
             self.repo.update_fire(fire.id, status="abandoned", ended_at=self.clock(), message=reason)
             self.emit("abandoned", schedule=fire.schedule, fire=fire.id, run=_short(fire.run_id),
-                      previous_owner=fire.owner)
+                      previous_owner=fire.owner, run_status=run_status or "none")
+        self.repo.settle_fires()
 
     def _stop_orphan(self, pid: int) -> None:
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):

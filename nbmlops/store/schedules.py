@@ -269,6 +269,18 @@ class ScheduleRepo:
         with self._sessions.read() as s:
             return [_fire(f, name, st, end) for f, name, st, end in s.execute(query)]
 
+    def started_fires(self) -> list[tuple[ScheduleFire, str | None]]:
+        """Fires whose row still says ``started``, with their run's status (None: no run)."""
+        query = (
+            select(ScheduleFireRow, ScheduleRow.name, RunRow.status, RunRow.end_time)
+            .join(ScheduleRow, ScheduleRow.id == ScheduleFireRow.schedule_id)
+            .outerjoin(RunRow, RunRow.id == ScheduleFireRow.run_id)
+            .where(ScheduleFireRow.status == "started")
+            .order_by(ScheduleFireRow.id)
+        )
+        with self._sessions.read() as s:
+            return [(_fire(f, name, None, None), st) for f, name, st, _end in s.execute(query)]
+
     def settle_fires(self) -> int:
         """Copy the end of finished runs into their started fires; returns how many changed."""
         def work(s: Session) -> int:
