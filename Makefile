@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv
+.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv kfp-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,8 +90,20 @@ $(AIRFLOW)/.installed:
 
 airflow-venv: $(AIRFLOW)/.installed
 
-pytest: install-test labext airflow-venv
-	NBMLOPS_AIRFLOW_VENV=$(AIRFLOW) NBMLOPS_REQUIRE_AIRFLOW=1 $(BIN)/pytest $(PYTEST_ARGS)
+# kfp pins requests/urllib3 exactly: a venv of its own, nbmlops editable (no lab-extension build)
+KFP := $(CURDIR)/.venv-kfp
+KFP_VERSION := 2.17.3
+$(KFP)/.installed: pyproject.toml | $(VENV)/.installed-test
+	$(PYTHON) -m venv $(KFP)
+	$(KFP)/bin/python -m pip install --quiet --upgrade pip
+	SKIP_JUPYTER_BUILDER=1 $(KFP)/bin/python -m pip install --quiet "kfp==$(KFP_VERSION)" -e ".[kfp]"
+	touch $@
+
+kfp-venv: $(KFP)/.installed
+
+pytest: install-test labext airflow-venv kfp-venv
+	NBMLOPS_AIRFLOW_VENV=$(AIRFLOW) NBMLOPS_REQUIRE_AIRFLOW=1 NBMLOPS_KFP_VENV=$(KFP) NBMLOPS_REQUIRE_KFP=1 \
+		$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -114,4 +126,4 @@ bench: install-test
 	$(BIN)/python benchmarks/server_api.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts
+	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) $(KFP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts

@@ -15,7 +15,7 @@ PKG = Path(nbmlops.__file__).parent
 CORE = ["store", "capture", "fingerprint.py", "environment.py", "config.py", "redact.py",
         "errors.py", "execute.py", "query.py", "api.py", "engine.py", "_engine_entry.py",
         "params.py", "slicing.py", "pipeline/spec.py", "pipeline/split.py",
-        "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule"]
+        "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule", "orchestrators"]
 UI_MODULES = ("ipywidgets", "click", "IPython.display", "nbmlops.magics", "nbmlops.widgets",
               "nbmlops.cli", "nbmlops._format")
 

@@ -18,6 +18,11 @@ one. Retries wait ``retry_delay * 2**(attempt-1)`` seconds (capped at 60). A ste
 bounds each attempt: its kernel is interrupted, then killed. :meth:`PipelineRunner.cancel`
 (Ctrl-C, SIGTERM) interrupts every running kernel, kills those still alive after a grace
 period, and records the running step runs and the pipeline run as ``cancelled``.
+
+**One step at a time.** :class:`StepRunner` runs a single step of a pipeline run whose steps
+are separate orchestrator tasks (``nbmlops pipeline step``/``finish``, see
+``docs/orchestrators.md``) with the same attempt and cache code, so the lineage looks like a
+local run's: one parent run, one child run per step attempt.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "PipelineRunner",
+    "StepRunner",
+    "pipeline_run_id",
     "PipelineResult",
     "StepResult",
     "STEP_STATES",
@@ -275,6 +282,30 @@ class PipelineRunner:
             return self._store
 
     def run(self) -> PipelineResult:
+        self._create_run()
+        try:
+            self._schedule()
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            status = self._final_status()
+            self._record_end(status)
+            self.close()
+        return PipelineResult(
+            self.run_id, self.pipeline.name, status, dict(self.results),
+            time.monotonic() - self._started,
+        )
+
+    def close(self) -> None:
+        """Close the store connection (the next use opens it again)."""
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _create_run(self) -> None:
+        """Record the pipeline run (status ``running``)."""
         self.location.runs_dir.mkdir(parents=True, exist_ok=True)
         self.store.create_run(
             run_id=self.run_id, name=self.pipeline.name, source=self.source,
@@ -286,30 +317,19 @@ class PipelineRunner:
                 **self.run_tags,
             },
         )
+
+    def _record_end(self, status: str) -> None:
+        """End the pipeline run: ``status``, the step counts and every step's final state."""
         try:
-            self._schedule()
-        except BaseException:
-            self.cancel()
-            raise
-        finally:
-            status = self._final_status()
-            try:
-                counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
-                tags = {f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n}
-                # every step's final state, also of steps that never got a run
-                tags.update({f"nbmlops.step_state.{name}": r.state
-                             for name, r in self.results.items()})
-                self.store.log_batch(self.run_id, tags=tags)
-                self.store.end_run(self.run_id, status)
-            except NbmlopsError as exc:
-                log.warning("could not record the end of pipeline run %s: %s", self.run_id, exc)
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-        return PipelineResult(
-            self.run_id, self.pipeline.name, status, dict(self.results),
-            time.monotonic() - self._started,
-        )
+            counts = {s: sum(r.state == s for r in self.results.values()) for s in STEP_STATES}
+            tags = {f"nbmlops.steps_{state}": str(n) for state, n in counts.items() if n}
+            # every step's final state, also of steps that never got a run
+            tags.update({f"nbmlops.step_state.{name}": r.state
+                         for name, r in self.results.items()})
+            self.store.log_batch(self.run_id, tags=tags)
+            self.store.end_run(self.run_id, status)
+        except NbmlopsError as exc:
+            log.warning("could not record the end of pipeline run %s: %s", self.run_id, exc)
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -476,16 +496,19 @@ class PipelineRunner:
 
     # -- execution ------------------------------------------------------------------------------
 
-    def _run_step(self, step: Step) -> None:
+    def _run_step(self, step: Step, first: int = 1, last: int | None = None) -> None:
+        """Attempts ``first`` to ``last`` (default: ``1`` to ``retries + 1``) of ``step`` until
+        one succeeds; sets the step's final state."""
         res = self.results[step.name]
-        for attempt in range(1, step.retries + 2):
+        last = step.retries + 1 if last is None else last
+        for attempt in range(first, last + 1):
             res.attempts = attempt
             if attempt > 1:
                 self._emit("retry", res)
             outcome = self._attempt(step, attempt)
             if outcome == "failed":
                 self._tag(res.run_id, {"nbmlops.error": _one_line(res.error or "failed")})
-            if outcome != "failed" or self._cancel.is_set() or attempt > step.retries:
+            if outcome != "failed" or self._cancel.is_set() or attempt >= last:
                 res.state = outcome
                 break
             # to be retried: the step stays "running", so the steps that depend on it wait
@@ -687,6 +710,203 @@ class PipelineRunner:
                 store.end_run(run_id, status)
         except NbmlopsError as exc:
             log.warning("could not mark run %s %s: %s", run_id, status, exc)
+
+
+#: tags of a pipeline run whose steps an orchestrator runs (``nbmlops pipeline step``)
+ORCHESTRATOR_TAG = "nbmlops.orchestrator"
+ORCHESTRATOR_RUN_TAG = "nbmlops.orchestrator_run"
+_RUN_ID_NAMESPACE = uuid.UUID("5b0e3c1e-8c1f-5d7a-9a43-6e626d6c6f70")
+
+
+def pipeline_run_id(parent_key: str) -> str:
+    """The id of the pipeline run an orchestrator's run key stands for: the same key always
+    gives the same id (a UUID5 as 32 hex characters), so every task of one orchestrator run
+    (an Airflow DAG run, a Kubeflow pipeline job) records its step under the same parent."""
+    if not parent_key or not parent_key.strip():
+        raise PipelineError("the parent key of a pipeline run must not be empty")
+    return uuid.uuid5(_RUN_ID_NAMESPACE, parent_key).hex
+
+
+class StepRunner(PipelineRunner):
+    """One step of a pipeline run whose steps run as separate processes, one per orchestrator
+    task (``nbmlops pipeline step``), possibly on different machines; then the end of that
+    pipeline run (``nbmlops pipeline finish``).
+
+    The pipeline run's id comes from ``parent_key`` (:func:`pipeline_run_id`); the first step
+    to start records it (``source=pipeline``, the same name, params and tags as
+    :meth:`PipelineRunner.run`, plus ``nbmlops.orchestrator_run`` = the key). A step runs
+    exactly once per call (:meth:`run_step`: one attempt, or a cache hit; the orchestrator does
+    the retries, numbered on from the attempts already recorded) through the same code as a local
+    run, so its child run, tags, cache key and ``step_cache`` record are the same.
+
+    Steps hand their outputs (declared files, saved variables of the tagged-notebook form) to
+    later steps through ``.nbmlops/runs/<pipeline-run-id>/steps/<STEP>.json``, written after
+    each step; the files themselves stay where the step wrote them. Every process must therefore
+    see the same project directory and ``.nbmlops/runs/`` (a shared filesystem) and the same
+    store.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        parent_key: str,
+        orchestrator: str | None = None,
+        store_url: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        force: bool | Iterable[str] = False,
+        kernel_name: str | None = None,
+        on_event: Callable[[str, StepResult], None] | None = None,
+    ) -> None:
+        tags = {ORCHESTRATOR_RUN_TAG: parent_key}
+        if orchestrator:
+            tags[ORCHESTRATOR_TAG] = orchestrator
+        super().__init__(
+            pipeline, store_url=store_url, jobs=1, force=force, params=params,
+            kernel_name=kernel_name, run_tags=tags, on_event=on_event,
+            run_id=pipeline_run_id(parent_key),
+        )
+        self.parent_key = parent_key
+
+    @property
+    def state_dir(self) -> Path:
+        """Where each step's result (state, run, outputs) is left for the steps after it."""
+        return self.location.runs_dir / self.run_id / "steps"
+
+    def run_step(self, name: str) -> StepResult:
+        """Run step ``name`` once (or reuse a cached run) as a child of the pipeline run; its
+        upstream steps must have finished in this pipeline run. Returns its result (state
+        ``ran``, ``cached``, ``failed`` or ``cancelled``)."""
+        step = self._step(name)
+        res = self.results[name]
+        try:
+            self._load_upstream(step)
+            self._ensure_run()
+            res.started = time.time()
+            if not self._try_cache(step):
+                res.state = "running"
+                attempt = self._attempts_recorded(name) + 1
+                self._run_step(step, attempt, attempt)
+            self._save_state(res)
+        finally:
+            self.close()
+        return res
+
+    def finish(self) -> PipelineResult:
+        """End the pipeline run from its step runs: each step's state is that of its latest
+        child run (``skipped`` when it has none, ``failed`` when its process ended without
+        recording an end); the run gets the same status and tags as after a local run."""
+        try:
+            self._ensure_run()
+            store = self.store
+            started = store.get_run(self.run_id).start_time
+            children = store.list_runs(parent_run_id=self.run_id, order_by="start_time",
+                                       descending=False, limit=10_000).runs
+            for name in self.order:
+                runs = [r for r in children if r.tags.get("nbmlops.step") == name]
+                res = self.results[name]
+                if not runs:
+                    res.state, res.error = "skipped", "did not run"
+                    continue
+                last = runs[-1]
+                res.run_id = last.id
+                res.attempts = max((int(r.tags.get("nbmlops.attempt", "0") or 0) for r in runs),
+                                   default=0)
+                res.cached_from = last.tags.get("nbmlops.cached_from")
+                res.cache_key = last.tags.get("nbmlops.cache_key")
+                res.started = last.start_time
+                res.duration = max(0.0, (last.end_time or time.time()) - last.start_time)
+                res.error = last.tags.get("nbmlops.error")
+                notebook = self.location.runs_dir / last.id / f"{name}.ipynb"
+                res.output_notebook = notebook if notebook.exists() else None
+                if last.status == "finished":
+                    res.state = "cached" if res.cached_from else "ran"
+                elif last.status == "running":
+                    # the task is over (finish runs after every step task), its process is not
+                    res.state = "failed"
+                    res.error = res.error or "the step's process ended without recording its end"
+                    self._tag(last.id, {"nbmlops.error": res.error})
+                    self._mark(last.id, "failed")
+                elif last.status == "cancelled":
+                    res.state = "cancelled"
+                else:
+                    res.state = "failed"
+                    res.error = res.error or f"step run {last.status}"
+            status = self._final_status()
+            self._record_end(status)
+        finally:
+            self.close()
+        return PipelineResult(self.run_id, self.pipeline.name, status, dict(self.results),
+                              max(0.0, time.time() - started))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _step(self, name: str) -> Step:
+        if name not in self.pipeline.steps:
+            import difflib
+
+            hint = difflib.get_close_matches(name, list(self.pipeline.steps), n=1)
+            raise PipelineError(
+                f"pipeline {self.pipeline.name} has no step {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; its steps: {', '.join(self.pipeline.steps)}"
+            )
+        return self.pipeline.steps[name]
+
+    def _ensure_run(self) -> None:
+        """Record the pipeline run unless a step of it already did (steps may race here)."""
+        store = self.store
+        if not store.run_exists(self.run_id):
+            try:
+                self._create_run()
+            except NbmlopsError:
+                if not store.run_exists(self.run_id):
+                    raise
+        self.location.runs_dir.mkdir(parents=True, exist_ok=True)
+        owner = store.get_run(self.run_id).tags.get("nbmlops.pipeline")
+        if owner != self.pipeline.name:
+            raise PipelineError(
+                f"run {self.run_id[:8]} (key {self.parent_key!r}) belongs to pipeline {owner!r}, "
+                f"not {self.pipeline.name!r}"
+            )
+
+    def _attempts_recorded(self, name: str) -> int:
+        """The highest attempt number of step ``name`` recorded in this pipeline run."""
+        runs = self.store.list_runs(parent_run_id=self.run_id, limit=10_000).runs
+        return max((int(r.tags.get("nbmlops.attempt", "0") or 0) for r in runs
+                    if r.tags.get("nbmlops.step") == name), default=0)
+
+    def _load_upstream(self, step: Step) -> None:
+        """The results of the steps ``step`` depends on or loads variables from."""
+        for dep in sorted(set(step.depends_on) | set(step.variables_in.values())):
+            path = self.state_dir / f"{dep}.json"
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            if data.get("state") not in ("ran", "cached"):
+                raise PipelineError(
+                    f"step {step.name} cannot run: step {dep} has not "
+                    + ("finished" if not data else f"succeeded (it {data.get('state')})")
+                    + f" in pipeline run {self.run_id[:8]} (key {self.parent_key!r}; "
+                    f"no {path} with a successful result)"
+                )
+            res = self.results[dep]
+            res.state, res.run_id = data["state"], data.get("run_id")
+            res.cache_key, res.cached_from = data.get("cache_key"), data.get("cached_from")
+            res.outputs = data.get("outputs") or {}
+
+    def _save_state(self, res: StepResult) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "step": res.name, "state": res.state, "run_id": res.run_id,
+            "attempts": res.attempts, "cache_key": res.cache_key,
+            "cached_from": res.cached_from, "error": res.error, "outputs": res.outputs,
+        }
+        target = self.state_dir / f"{res.name}.json"
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        os.replace(tmp, target)
 
 
 def local_module_hashes(nb: Any, root: Path) -> dict[str, str]:
