@@ -68,13 +68,18 @@ def export_group() -> None:
               "runs are triggered).")
 @click.option("--tz", metavar="ZONE", help="Time zone of --cron, e.g. Europe/Paris "
               "(default: Airflow's default time zone).")
+@click.option("--schedule", "schedule_name", metavar="NAME",
+              help="Take cron and time zone from nbmlops schedule NAME. Without --cron or "
+              "--schedule, the one cron schedule of PIPELINE in the store is used, if it has "
+              "exactly one.")
 @command_option
 @project_option
 @retry_delay_option
 @json_option
 def export_airflow_command(
     definition: Path, dags_dir: Path, dag_id: str | None, cron: str | None, tz: str | None,
-    nbmlops_command: str, project_dir: Path | None, retry_delay: float, as_json: bool,
+    schedule_name: str | None, nbmlops_command: str, project_dir: Path | None,
+    retry_delay: float, as_json: bool,
 ) -> None:
     """Write an Airflow 3 DAG file running PIPELINE: DAGS_DIR/DAG_ID.py.
 
@@ -92,6 +97,12 @@ def export_airflow_command(
     from .orchestrators.common import load_for_export
 
     src = load_for_export(definition, project_dir)
+    if cron is None:
+        cron, tz = _stored_schedule(src.pipeline.path, schedule_name, tz)
+    elif schedule_name is not None:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError("give --cron or --schedule, not both")
     done = export_airflow(src, dags_dir, dag_id=dag_id, nbmlops_command=nbmlops_command,
                           cron=cron, tz=tz, retry_delay=retry_delay)
     if as_json:
@@ -101,6 +112,44 @@ def export_airflow_command(
         click.echo(f"wrote {done.path}: DAG {done.dag_id}, {len(src.order)} steps + "
                    f"{done.tasks[-1]}" + (f", schedule {cron}" + (f" ({tz})" if tz else "")
                                           if cron else ""))
+
+
+def _stored_schedule(
+    pipeline_path: Path, name: str | None, tz: str | None
+) -> tuple[str | None, str | None]:
+    """Cron and zone of the nbmlops schedule ``name`` (or of the only cron schedule of this
+    pipeline) from the store, if there is a store; ``(None, tz)`` when there is none."""
+    import os
+
+    from .config import resolve_location
+    from .errors import InvalidArgumentError
+    from .store import Store
+
+    loc = resolve_location(_store_url(), start=pipeline_path.parent)
+    if loc.sqlite_path is not None and not loc.sqlite_path.exists():
+        if name is not None:
+            raise InvalidArgumentError(f"--schedule {name}: there is no nbmlops store "
+                                       f"({loc.describe()})")
+        return None, tz
+    target = os.path.normpath(pipeline_path.absolute())
+    with Store(loc) as store:
+        if name is not None:
+            sched = store.schedules.get(name)
+            if sched.kind != "cron" or sched.target != target:
+                raise InvalidArgumentError(
+                    f"--schedule {name} is not a cron schedule of {pipeline_path.name} (it runs "
+                    f"{sched.target})")
+            return sched.cron, sched.timezone
+        mine = [s for s in store.schedules.schedules(["cron"]) if s.target == target]
+    if len(mine) > 1:
+        raise InvalidArgumentError(
+            f"{pipeline_path.name} has {len(mine)} schedules ({', '.join(s.name for s in mine)}); "
+            "choose one with --schedule NAME, or give --cron")
+    if mine:
+        click.echo(f"using schedule {mine[0].name}: {mine[0].cron} ({mine[0].timezone})",
+                   err=True)
+        return mine[0].cron, mine[0].timezone
+    return None, tz
 
 
 @export_group.command("kfp")

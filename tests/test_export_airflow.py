@@ -135,9 +135,10 @@ def test_export_refuses_to_overwrite_foreign_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--tz", "UTC"], "Error: --tz needs --cron (the time zone of the schedule)"),
-    (["--cron", "every day"], "Error: --cron 'every day' is not a cron expression"),
-    (["--cron", "0 3 * * *", "--tz", "Mars/Olympus"],
-     "Error: --tz 'Mars/Olympus' is not a time zone name"),
+    # the same checks and messages as `nbmlops schedule add`
+    (["--cron", "every day"], "Error: invalid cron expression 'every day': 2 fields"),
+    (["--cron", "0 3 * * *", "--tz", "Mars/Olympus"], "Error: unknown time zone 'Mars/Olympus'"),
+    (["--cron", "0 3 * * *", "--schedule", "x"], "Error: give --cron or --schedule, not both"),
     (["--dag-id", "no spaces"], "Error: --dag-id 'no spaces': Airflow DAG ids are"),
 ])
 def test_export_checks_its_options(tmp_path: Path, args: list[str], message: str) -> None:
@@ -147,6 +148,31 @@ def test_export_checks_its_options(tmp_path: Path, args: list[str], message: str
     assert proc.returncode == 2
     assert one_line_error(proc).startswith(message)
     assert not (tmp_path / "dags").exists() or not list((tmp_path / "dags").iterdir())
+
+
+def test_export_takes_the_schedule_from_the_store(tmp_path: Path) -> None:
+    project = copy_example(tmp_path / "project")
+    assert nbmlops("export", "airflow", "pipeline.yaml", "-o", str(tmp_path / "d0"),
+                   cwd=project).returncode == 0  # no schedule: no timetable
+    assert "CronTriggerTimetable(" not in (tmp_path / "d0" / "wine-quality.py").read_text()
+    added = nbmlops("schedule", "add", "pipeline.yaml", "--cron", "0 3 * * *", "--tz",
+                    "Europe/Berlin", "--name", "nightly", cwd=project)
+    assert added.returncode == 0, added.stderr
+    done = export(project, tmp_path / "d1")
+    assert done["schedule"] == "0 3 * * *"
+    text = (tmp_path / "d1" / "wine-quality.py").read_text()
+    assert 'schedule=CronTriggerTimetable("0 3 * * *", timezone="Europe/Berlin")' in text
+    nbmlops("schedule", "add", "pipeline.yaml", "--cron", "@hourly", "--name", "hourly",
+            cwd=project)
+    two = nbmlops("export", "airflow", "pipeline.yaml", "-o", str(tmp_path / "d2"), cwd=project)
+    assert two.returncode == 2
+    assert "has 2 schedules (hourly, nightly); choose one with --schedule" in one_line_error(two)
+    picked = export(project, tmp_path / "d3", "--schedule", "hourly")
+    assert picked["schedule"] == "@hourly"
+    nope = nbmlops("export", "airflow", "pipeline.yaml", "-o", str(tmp_path / "d4"),
+                   "--schedule", "nigthly", cwd=project)
+    assert nope.returncode == 4
+    assert "no schedule or trigger named 'nigthly'; did you mean nightly" in one_line_error(nope)
 
 
 CYCLE = """\

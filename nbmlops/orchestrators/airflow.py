@@ -20,7 +20,6 @@ import json
 import math
 import re
 import shlex
-import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,6 @@ TIMEOUT_MARGIN = 60.0
 FINISH_TIMEOUT = 600.0
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _JINJA = ("{{", "{%", "{#")
-_CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
-                 "@annually", "@midnight"}
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
 
 
 @dataclass(frozen=True)
@@ -61,27 +57,11 @@ def dag_id_for(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:250] or "pipeline"
 
 
-def _check_cron(cron: str) -> str:
-    text = " ".join(cron.split())
-    if text.lower() in _CRON_PRESETS:
-        return text.lower()
-    fields = text.split(" ")
-    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
-        raise InvalidArgumentError(
-            f"--cron {cron!r} is not a cron expression (five fields such as '0 3 * * *', "
-            f"or one of {', '.join(sorted(_CRON_PRESETS))})"
-        )
-    return text
+def _check_cron(cron: str, tz: str | None) -> str:
+    """The same checks (and messages) as ``nbmlops schedule add``."""
+    from ..schedule.cron import parse_cron
 
-
-def _check_tz(tz: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgumentError(
-            f"--tz {tz!r} is not a time zone name (IANA, e.g. 'Europe/Paris' or 'UTC')"
-        ) from None
-    return tz
+    return parse_cron(cron, tz).expr
 
 
 def _no_jinja(what: str, value: str) -> str:
@@ -288,9 +268,7 @@ def export_airflow(
     if tz is not None and cron is None:
         raise InvalidArgumentError("--tz needs --cron (the time zone of the schedule)")
     if cron is not None:
-        cron = _check_cron(cron)
-    if tz is not None:
-        tz = _check_tz(tz)
+        cron = _check_cron(cron, tz)
     if not retry_delay >= 0:
         raise InvalidArgumentError("--retry-delay must be a number of seconds >= 0")
     command = shlex.split(nbmlops_command)
