@@ -288,6 +288,9 @@ def run_notebook(
             check_parameters=False, run_id=_run_id(run_id), tags=_tags(tag_pairs) or None,
         )
     except KeyboardInterrupt:
+        # the cell task nbclient was awaiting ends with DeadKernelError once the kernel is
+        # gone; asyncio would log it as "never retrieved" when it is collected
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         raise CliError(f"{notebook.name}: cancelled (the run is recorded as cancelled)",
                        130) from None
     finally:

@@ -480,6 +480,6 @@ def test_sigterm_to_nbmlops_run_records_the_run_cancelled(project: Path, store: 
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "cancelled" in err.strip().splitlines()[-1]
+    assert "cancelled" in err.strip().splitlines()[-1], err
     run = store.get_run(run_id)
     assert run.status == "cancelled" and run.end_time is not None

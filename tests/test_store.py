@@ -783,3 +783,27 @@ def test_own_tags_are_never_redacted_but_secret_looking_user_names_are() -> None
 
     got = redact_mapping({"nbmlops.cache_key": "ab12", "cache_key": "ab12", "api_token": "t"})
     assert got == {"nbmlops.cache_key": "ab12", "cache_key": REDACTED, "api_token": REDACTED}
+
+
+def test_opening_a_second_store_keeps_the_first_ones_locks(tmp_path: Path) -> None:
+    """Regression: opening a second Store on a file this process already has open used to read
+    the file's header with open()/close(), which drops every POSIX lock the process holds on
+    it. Another process closing its connection then took itself for the last user and deleted
+    the WAL under the first store (seen as "disk I/O error" in the Jupyter server tests)."""
+    import subprocess
+    import sys
+
+    loc = sqlite_location(tmp_path)
+    db = loc.sqlite_path
+    assert db is not None
+    with Store(loc) as first:
+        first.create_run(name="first")
+        Store(loc).close()  # a second store of the same file, opened and closed
+        child = ("import sys; from nbmlops.store import Store; "
+                 "s = Store.open(sys.argv[1], sys.argv[2]); s.create_run(name='child'); s.close()")
+        subprocess.run([sys.executable, "-c", child, loc.url, str(loc.artifact_root)], check=True,
+                       timeout=60)
+        # the child was not the last user: it must have left the WAL to us
+        assert (db.parent / (db.name + "-wal")).exists()
+        first.create_run(name="after")
+        assert first.list_runs().total == 3

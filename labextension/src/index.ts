@@ -11,10 +11,12 @@ import { MlopsPanel } from './panel';
 
 const OPEN = 'nbmlops:open-panel';
 
-/** The MLOps side panel: live cell lineage of the active notebook, runs, lineage graphs. */
+/** The MLOps side panel: live cell lineage of the active notebook, runs, lineage graphs,
+ * pipelines and schedules. */
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'nbmlops:panel',
-  description: 'MLOps side panel: cell lineage, runs, comparisons and lineage graphs.',
+  description:
+    'MLOps side panel: cell lineage, runs, comparisons, lineage graphs, pipelines and schedules.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ILayoutRestorer, ICommandPalette],

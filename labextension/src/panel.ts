@@ -1,6 +1,6 @@
 /**
- * The "MLOps" side panel: a header and four tabs (This notebook, Runs, Lineage, Pipelines) over the
- * active notebook. Tracks which notebook is active and whether its kernel is running cells.
+ * The "MLOps" side panel: a header and five tabs (This notebook, Runs, Lineage, Pipelines,
+ * Schedules) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
@@ -13,6 +13,7 @@ import { LineageView } from './lineageView';
 import { NotebookView } from './notebookView';
 import { PipelinesView } from './pipelinesView';
 import { RunsView } from './runsView';
+import { SchedulesView } from './schedulesView';
 
 export class MlopsPanel extends Panel implements IPanelContext {
   readonly notebookChanged = new Signal<this, string | null>(this);
@@ -32,6 +33,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.runsView = new RunsView(this);
     this.lineageView = new LineageView(this);
     this.pipelinesView = new PipelinesView(this);
+    this.schedulesView = new SchedulesView();
     this.tabs = new TabPanel();
     this.tabs.addClass('nbmlops-tabs');
     this.tabs.tabBar.addClass('jp-NbmlopsTabBar');
@@ -39,6 +41,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.tabs.addWidget(this.runsView);
     this.tabs.addWidget(this.lineageView);
     this.tabs.addWidget(this.pipelinesView);
+    this.tabs.addWidget(this.schedulesView);
     this.addWidget(header);
     this.addWidget(this.tabs);
 
@@ -116,4 +119,5 @@ export class MlopsPanel extends Panel implements IPanelContext {
   private runsView: RunsView;
   private lineageView: LineageView;
   private pipelinesView: PipelinesView;
+  private schedulesView: SchedulesView;
 }

@@ -278,3 +278,74 @@ export interface CancelAnswer {
   run_id: string;
   status: 'cancelling';
 }
+
+// -- schedules ----------------------------------------------------------------------------------
+
+/** queued | started | finished | failed | cancelled | abandoned | skipped */
+export type FireStatus = string;
+
+export interface ScheduleFire {
+  id: number;
+  schedule: string;
+  status: FireStatus;
+  due_at: number | null;
+  due: string | null;
+  created_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  run_id: string | null;
+  pid: number | null;
+  owner: string | null;
+  /** What fired it: `kind` is schedule, change, after or manual (with `by`). */
+  reason: { kind?: string; [key: string]: unknown };
+  message: string | null;
+}
+
+export interface Schedule {
+  id: number;
+  name: string;
+  /** cron (a schedule), change or after (triggers) */
+  kind: 'cron' | 'change' | 'after' | string;
+  target: string;
+  target_path: string | null;
+  target_kind: 'pipeline' | 'notebook' | string;
+  cron: string | null;
+  timezone: string | null;
+  watch: string | null;
+  watch_path: string | null;
+  params: { [key: string]: string };
+  overlap: string;
+  catchup: string;
+  paused: boolean;
+  next_fire_at: number | null;
+  next_fire: string | null;
+  next_fire_local: string | null;
+  watched_files: number | null;
+  created_at: number;
+  updated_at: number;
+  last_fire: ScheduleFire | null;
+}
+
+export interface SchedulerInfo {
+  running: boolean;
+  holder: string | null;
+  host: string | null;
+  pid: number | null;
+  expires_at: number | null;
+}
+
+export interface ScheduleList {
+  schedules: Schedule[];
+  scheduler: SchedulerInfo;
+}
+
+export interface ScheduleHistory {
+  schedule: string;
+  fires: ScheduleFire[];
+}
+
+export interface FireAnswer {
+  fire: number;
+  run_id: string;
+  status: 'started';
+}

@@ -28,6 +28,7 @@ cancels them).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -49,6 +50,8 @@ from .service import scan_files
 if TYPE_CHECKING:
     from ..store import Store
     from ..store.entities import Schedule
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Scheduler", "TickStats", "fire_now", "start_fire", "finish_fire"]
 
@@ -255,24 +258,8 @@ class Scheduler:
 
     def _end_run(self, run_id: str | None, status: str, reason: str) -> None:
         """End run ``run_id`` and its step runs that are still marked running."""
-        if not run_id:
-            return
-        try:
-            run = self.store.get_run(run_id)
-        except NbmlopsError:
-            return
-        ids = [run_id] if run.status == "running" else []
-        try:
-            page = self.store.list_runs(parent_run_id=run_id, status="running", limit=1000)
-            ids += [r.id for r in page.runs]
-        except (NbmlopsError, TypeError):
-            pass
-        for rid in ids:
-            try:
-                self.store.log_batch(rid, tags={"nbmlops.error": reason})
-                self.store.end_run(rid, status)
-            except NbmlopsError as exc:
-                self.emit("record-failed", run=_short(rid), error=exc)
+        if run_id:
+            _end_stale_run(self.store, run_id, status, reason)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -648,13 +635,31 @@ def finish_fire(store: Store, fire_id: int, run_id: str, exit_code: int) -> str:
         status = "running"
     if status == "running":  # never created, or not ended by its process
         status = "finished" if exit_code == 0 else (
-            "cancelled" if exit_code in (130, -signal.SIGTERM) else "failed")
+            "cancelled" if exit_code in (130, -signal.SIGTERM, -signal.SIGINT) else "failed")
+        _end_stale_run(store, run_id, status if status != "finished" else "failed",
+                       f"the run's process exited ({exit_code}) before recording its end")
     message = None
     if status != "finished":
         tail = tail_lines(store.location.runs_dir / run_id / LOG_NAME, 3)
         message = tail[-1][:500] if tail else f"exit code {exit_code}"
     store.schedules.update_fire(fire_id, status=status, ended_at=time.time(), message=message)
     return status
+
+
+def _end_stale_run(store: Store, run_id: str, status: str, reason: str) -> None:
+    """End run ``run_id`` (and its step runs) if its process left it marked running."""
+    try:
+        run = store.get_run(run_id)
+    except NbmlopsError:
+        return
+    ids = [run_id] if run.status == "running" else []
+    ids += [r.id for r in store.list_runs(parent_run_id=run_id, status="running", limit=1000).runs]
+    for rid in ids:
+        try:
+            store.log_batch(rid, tags={"nbmlops.error": reason})
+            store.end_run(rid, status)
+        except NbmlopsError as exc:
+            log.warning("could not end run %s: %s", rid, exc)
 
 
 def fire_now(store: Store, name: str, *, by: str = "cli") -> tuple[int, str, str]:

@@ -33,7 +33,7 @@ __all__ = [
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
 CATCHUP_POLICIES = ("none", "last", "all")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: a change trigger watches at most this many files (a glob matching a whole disk is a mistake)
 MAX_WATCHED_FILES = 10_000
 
@@ -89,7 +89,7 @@ def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | Non
 
 
 def _check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ScheduleError(f"invalid name {name!r}: use letters, digits, '.', '_' and '-' "
                             "(at most 128, starting with a letter or digit)")
     return name

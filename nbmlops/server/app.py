@@ -10,6 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Int, Unicode, default
 
 from .handlers import route_table
+from .schedules import ScheduleService
 from .service import StoreService
 
 __all__ = ["NbmlopsServerApp"]
@@ -39,7 +40,8 @@ class NbmlopsServerApp(ExtensionApp):
     )
     max_pipeline_runs = Int(
         4, config=True,
-        help="Pipeline runs started from JupyterLab that may run at once (more: HTTP 429).",
+        help="Pipeline runs started from JupyterLab that may run at once (more: HTTP 429); "
+        "the same bound applies, separately, to schedules fired from JupyterLab (Fire now).",
     )
     lock_wait_ms = Int(
         1000, config=True,
@@ -65,20 +67,27 @@ class NbmlopsServerApp(ExtensionApp):
             max_pipeline_runs=self.max_pipeline_runs,
             lock_wait_ms=self.lock_wait_ms,
         )
+        # shows and edits schedules, fires one on request; never runs the scheduler loop
+        self.schedules = ScheduleService(self.service, max_fires=self.max_pipeline_runs)
         self.executor = ThreadPoolExecutor(max_workers=max(1, self.workers),
                                            thread_name_prefix="nbmlops-api")
         self.log.info("nbmlops: REST API at /nbmlops/api/ (store found from %s)",
                       self.store_url and "the configured URL" or self.serverapp.root_dir)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(route_table(self.service, self.executor))
+        self.handlers.extend(route_table(self.service, self.executor, self.schedules))
 
     async def stop_extension(self) -> None:
         executor = getattr(self, "executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         service = getattr(self, "service", None)
+        schedules = getattr(self, "schedules", None)
         if service is not None:
-            # pipeline runs this server started are cancelled (and recorded so), not orphaned
-            await asyncio.to_thread(service.launcher.shutdown)
+            # pipeline runs and manual fires this server started are cancelled (and recorded
+            # so), not orphaned; then the stores close
+            stops = [asyncio.to_thread(service.launcher.shutdown)]
+            if schedules is not None:
+                stops.append(asyncio.to_thread(schedules.shutdown))
+            await asyncio.gather(*stops)
             service.close()

@@ -26,6 +26,7 @@ from ..errors import NbmlopsError, NotFoundError
 from ..store.entities import RUN_SOURCES, RUN_STATUSES
 from .errmap import error_code, http_status
 from .params import QueryArgs, json_body, param_values, run_id_arg
+from .schedules import MAX_HISTORY, ScheduleService, schedule_name, user_name
 from .service import RunQuery, StoreService
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,17 @@ class NbmlopsHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
     allowed_args: tuple[str, ...] = ()
 
-    def initialize(self, service: StoreService, executor: Executor) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, service: StoreService, executor: Executor, schedules: ScheduleService | None = None,
+    ) -> None:
         self.service = service
         self.executor = executor
+        self._schedules = schedules
+
+    @property
+    def schedules(self) -> ScheduleService:
+        assert self._schedules is not None, "route without the schedule service"
+        return self._schedules
 
     def args(self) -> QueryArgs:
         return QueryArgs(self.request.query_arguments, self.allowed_args)
@@ -204,14 +213,17 @@ class PipelineRunHandler(NbmlopsHandler):
 
 
 class NbmlopsActionHandler(NbmlopsHandler):
-    """A POST endpoint (an action): JSON body in, ``202 Accepted`` and JSON out."""
+    """A POST endpoint (an action): JSON body in, ``202 Accepted`` (or ``done_status``) and JSON
+    out."""
 
     SUPPORTED_METHODS = ("POST",)  # type: ignore[assignment]
+    #: 202: the action goes on after the answer; 200: it is done
+    done_status = 202
 
     @tornado.web.authenticated
     @authorized
     async def post(self, *path_args: str) -> None:
-        await self.answer(path_args, 202)
+        await self.answer(path_args, self.done_status)
 
     def body(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
         return json_body(self.request.body, allowed, required)
@@ -236,6 +248,46 @@ class CancelPipelineRunHandler(NbmlopsActionHandler):
         return lambda: self.service.cancel_pipeline_run(rid)
 
 
+class SchedulesHandler(NbmlopsHandler):
+    def plan(self) -> Work:  # type: ignore[override]
+        self.args()  # no parameters: refuse unknown ones
+        return self.schedules.schedules
+
+
+class ScheduleHistoryHandler(NbmlopsHandler):
+    allowed_args = ("limit",)
+
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        limit = self.args().integer("limit", 50, 1, MAX_HISTORY) or 50
+        checked = schedule_name(name)
+        return lambda: self.schedules.history(checked, limit)
+
+
+class FireScheduleHandler(NbmlopsActionHandler):
+    """Start a run of the schedule now (code execution, like ``pipelines/run``)."""
+
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        self.args()
+        self.body(())
+        checked = schedule_name(name)
+        by = user_name(self.current_user)
+        return lambda: self.schedules.fire(checked, by)
+
+
+class PauseScheduleHandler(NbmlopsActionHandler):
+    """``pause`` or ``resume``: done when answered (200), the schedule as it is now."""
+
+    done_status = 200
+
+    def plan(self, name: str, action: str) -> Work:  # type: ignore[override]
+        self.args()
+        self.body(())
+        checked = schedule_name(name)
+        if action == "pause":
+            return lambda: self.schedules.pause(checked)
+        return lambda: self.schedules.resume(checked)
+
+
 class NotFoundHandler(NbmlopsHandler):
     """Any other path under the API prefix: a JSON 404 (still authenticated)."""
 
@@ -249,10 +301,13 @@ def raise_bad(message: str) -> None:
     raise InvalidArgumentError(message)
 
 
-def route_table(service: StoreService, executor: Executor) -> list[tuple[str, type, dict[str, Any]]]:
+def route_table(
+    service: StoreService, executor: Executor, schedules: ScheduleService,
+) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns (without the base URL) and their handlers."""
-    kw = {"service": service, "executor": executor}
+    kw: dict[str, Any] = {"service": service, "executor": executor, "schedules": schedules}
     run_id = r"([^/]+)"
+    name = r"([^/]+)"  # checked by the handler: a bad name is a 400, not a 404
     return [
         (rf"/{API_PREFIX}/status", StatusHandler, kw),
         (rf"/{API_PREFIX}/runs", RunsHandler, kw),
@@ -265,5 +320,9 @@ def route_table(service: StoreService, executor: Executor) -> list[tuple[str, ty
         (rf"/{API_PREFIX}/pipelines/run", StartPipelineHandler, kw),
         (rf"/{API_PREFIX}/pipeline-runs/{run_id}", PipelineRunHandler, kw),
         (rf"/{API_PREFIX}/pipeline-runs/{run_id}/cancel", CancelPipelineRunHandler, kw),
+        (rf"/{API_PREFIX}/schedules", SchedulesHandler, kw),
+        (rf"/{API_PREFIX}/schedules/{name}/history", ScheduleHistoryHandler, kw),
+        (rf"/{API_PREFIX}/schedules/{name}/fire", FireScheduleHandler, kw),
+        (rf"/{API_PREFIX}/schedules/{name}/(pause|resume)", PauseScheduleHandler, kw),
         (rf"/{API_PREFIX}/(.*)", NotFoundHandler, kw),
     ]

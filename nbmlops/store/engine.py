@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,8 +46,42 @@ def busy_timeout_ms() -> int:
         return 15000
 
 
+#: SQLite files this process has stores open on, with how many. POSIX advisory locks belong to
+#: the process, and close() of *any* descriptor of a file drops all of them: reading the header of
+#: a file this process already has a SQLite connection to would silently release that
+#: connection's locks, so another process closing its connection would take itself for the
+#: last user and delete the WAL under us (SQLite's "how to corrupt" §2.2). So the header is
+#: read only while no store of this process has the file open.
+_OPEN_FILES: dict[str, int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _file_key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def sqlite_opened(path: Path) -> None:
+    """A store of this process opened ``path`` (pair with :func:`sqlite_closed`)."""
+    key = _file_key(path)
+    with _OPEN_LOCK:
+        _OPEN_FILES[key] = _OPEN_FILES.get(key, 0) + 1
+
+
+def sqlite_closed(path: Path) -> None:
+    key = _file_key(path)
+    with _OPEN_LOCK:
+        left = _OPEN_FILES.get(key, 0) - 1
+        if left > 0:
+            _OPEN_FILES[key] = left
+        else:
+            _OPEN_FILES.pop(key, None)
+
+
 def _check_sqlite_file(path: Path) -> None:
     """Refuse a file that exists but is not SQLite, before SQLAlchemy touches it."""
+    with _OPEN_LOCK:
+        if _OPEN_FILES.get(_file_key(path)):
+            return  # ours and open: it is SQLite, and an open()/close() would drop our locks
     if not path.exists():
         parent = path.parent
         try:

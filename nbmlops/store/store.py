@@ -25,7 +25,7 @@ from ..config import StoreLocation, resolve_location
 from ..errors import AmbiguousIdError, InvalidArgumentError, NotFoundError
 from ..redact import clip, redact_mapping
 from .artifacts import ArtifactDir
-from .engine import SessionManager, ensure_schema, make_engine
+from .engine import SessionManager, ensure_schema, make_engine, sqlite_closed, sqlite_opened
 from .entities import (
     RUN_SOURCES,
     RUN_STATUSES,
@@ -138,12 +138,15 @@ class Store:
         :class:`~nbmlops.errors.StoreUnavailableError` saying the store is locked."""
         self.location = location
         self.engine = make_engine(location, lock_wait_ms=lock_wait_ms)
+        self._sqlite_path = location.sqlite_path
+        if self._sqlite_path is not None:
+            sqlite_opened(self._sqlite_path)  # from now on this process holds SQLite locks on it
         try:
             self.schema_revision = ensure_schema(
                 self.engine, location, upgrade=upgrade, lock_wait_ms=lock_wait_ms
             )
         except BaseException:
-            self.engine.dispose()  # let go of a file we refused (or failed) to open
+            self.close()  # let go of a file we refused (or failed) to open
             raise
         self._sessions = SessionManager(self.engine, location, lock_wait_ms=lock_wait_ms)
         self.artifacts = ArtifactDir(location.artifact_root)
@@ -167,6 +170,9 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._sqlite_path is not None:
+            sqlite_closed(self._sqlite_path)
+            self._sqlite_path = None  # closing twice must not count twice
 
     def __enter__(self) -> Store:
         return self
