@@ -124,6 +124,7 @@ bench: install-test
 	$(BIN)/python benchmarks/store_queries.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/server_api.py
+	$(BIN)/python benchmarks/scheduler.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) $(KFP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts

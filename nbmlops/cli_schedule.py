@@ -73,7 +73,7 @@ def _last(f: ScheduleFire | None) -> str:
 
 def _table(items: Sequence[Schedule], triggers: bool) -> str:
     from . import _format
-    from .schedule.cron import parse_cron
+    from .schedule.cron import local_iso
 
     rows: list[list[Any]] = []
     for s in items:
@@ -85,8 +85,8 @@ def _table(items: Sequence[Schedule], triggers: bool) -> str:
             rows.append([s.name, target, on, s.overlap, "paused" if s.paused else "active",
                          _last(s.last_fire)])
         else:
-            nxt = "-" if s.paused or s.next_fire_at is None else parse_cron(
-                s.cron or "", s.timezone).local_iso(s.next_fire_at)
+            nxt = "-" if s.paused or s.next_fire_at is None else local_iso(
+                s.next_fire_at, s.timezone)
             rows.append([s.name, target, s.cron, s.timezone, nxt,
                          "paused" if s.paused else "active", _last(s.last_fire)])
     headers = (["NAME", "TARGET", "ON", "OVERLAP", "STATE", "LAST FIRE"] if triggers

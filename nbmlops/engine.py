@@ -278,7 +278,10 @@ def _finish_run(
                 ))
             if missing:
                 store.record_cells(run_id, missing)
-            if status != "finished":
+            if status == "cancelled":
+                # a stop that arrives while a finished run's kernel shuts down changes nothing
+                store.end_run(run_id, status, only_if_running=True)
+            elif status != "finished":
                 store.end_run(run_id, status)
             else:
                 store.end_run(run_id, "finished", only_if_running=True)

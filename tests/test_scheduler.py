@@ -483,3 +483,57 @@ def test_sigterm_to_nbmlops_run_records_the_run_cancelled(project: Path, store: 
     assert "cancelled" in err.strip().splitlines()[-1], err
     run = store.get_run(run_id)
     assert run.status == "cancelled" and run.end_time is not None
+
+
+class CountingScheduler(Scheduler):
+    """A scheduler that counts its ticks (a loop that spins shows up as thousands)."""
+
+    ticks = 0
+
+    def tick(self, **kw: Any) -> Any:
+        self.ticks += 1
+        return super().tick(**kw)
+
+
+def run_for(sched: Scheduler, seconds: float, **kw: Any) -> threading.Thread:
+    thread = threading.Thread(target=sched.run, kwargs={"install_signals": False, **kw},
+                              daemon=True)
+    thread.start()
+    time.sleep(seconds)
+    return thread
+
+
+def test_a_schedule_that_keeps_failing_does_not_make_the_loop_spin(store: Store) -> None:
+    # a stored schedule the scheduler cannot handle (e.g. a zone this host lacks): always due
+    store.schedules.add("broken", kind="cron", target="/nowhere/pipeline.yaml",
+                        target_kind="pipeline", cron="61 3 1 5 *", timezone="UTC",
+                        overlap="skip", catchup="last", next_fire_at=time.time() - 10)
+    out = io.StringIO()
+    sched = CountingScheduler(store, poll=0.2, out=out, lead=0)
+    thread = run_for(sched, 1.5)
+    sched.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert 3 <= sched.ticks <= 12  # one per poll, not a busy loop
+    errors = [ln for ln in out.getvalue().splitlines() if " error " in ln]
+    assert len(errors) == 1 and "schedule=broken" in errors[0]  # logged once, not per tick
+
+
+def test_once_waits_quietly_and_fires_nothing_that_falls_due_after_it_started(
+    project: Path, store: Store
+) -> None:
+    cli_json("schedule", "add", "held.ipynb", "--cron", "@yearly", "--name", "held", cwd=project)
+    cli_json("schedule", "add", "quick.ipynb", "--cron", "@yearly", "--name", "later",
+             cwd=project)
+    (project / "hold").write_text("")
+    make_due(store, "held", time.time() - 1)
+    make_due(store, "later", time.time() + 1)  # due while --once waits for "held"
+    sched = CountingScheduler(store, poll=0.2, out=io.StringIO(), lead=0)
+    thread = run_for(sched, 3.0, once=True)
+    assert thread.is_alive()  # still waiting for the held run
+    (project / "hold").unlink()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert sched.ticks < 60  # 0.2 s polls while it waited, not a spin
+    assert [f.status for f in history(store, "held")] == ["finished"]
+    assert history(store, "later") == []  # left for the next scheduler

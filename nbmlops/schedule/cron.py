@@ -23,12 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from ..errors import ScheduleError
 
-__all__ = ["CronSchedule", "parse_cron", "check_timezone"]
+__all__ = ["CronSchedule", "parse_cron", "check_timezone", "local_iso", "utc_iso"]
 
 #: nicknames croniter understands, spelled out for error messages
 NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
+@lru_cache(maxsize=512)
 def check_timezone(name: str | None) -> ZoneInfo | timezone:
     """The zone called ``name`` (None or "UTC": UTC); :class:`ScheduleError` when unknown."""
     if not name or name.upper() == "UTC":
@@ -132,6 +133,11 @@ def _reason(exc: BaseException) -> str:
 def parse_cron(expr: str, tz: str | None = None) -> CronSchedule:
     """A cached :class:`CronSchedule` (a scheduler tick looks at every schedule)."""
     return CronSchedule(expr, tz)
+
+
+def local_iso(ts: float, tz: str | None) -> str:
+    """``ts`` as ISO 8601 in zone ``tz``, with its UTC offset (no cron parsing: listings)."""
+    return datetime.fromtimestamp(ts, tz=check_timezone(tz)).isoformat(timespec="seconds")
 
 
 def utc_iso(ts: float | None) -> Any:

@@ -147,6 +147,7 @@ class Scheduler:
         self._has_lease = False
         self._stat_seen: dict[str, dict[str, tuple[int, int]]] = {}  # trigger -> path -> stat
         self.failed_runs = 0
+        self._errors: dict[str, str] = {}  # schedule -> the error it last failed with
         env = {"NBMLOPS_STORE_URL": store.location.url,
                "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
         self._child_env = env
@@ -286,7 +287,7 @@ class Scheduler:
                     self.tick(cron_until=started if once else None)
                     if once and not self.children:
                         break
-                    self._sleep()
+                    self._sleep(once=once)
                 self._shutdown()
             finally:
                 self.release_lease()
@@ -296,15 +297,19 @@ class Scheduler:
                 signal.signal(sig, handler)
         return 1 if once and self.failed_runs else 0
 
-    def _sleep(self) -> None:
+    def _sleep(self, *, once: bool = False) -> None:
+        """Wait one poll, or less when a run must start sooner. A due time that is already
+        past was handled (or failed) in the tick just done: it never shortens the wait, so a
+        schedule that keeps failing cannot make the loop spin."""
         now = self.clock()
         wake = now + self.poll
-        try:
-            due = self.repo.next_due()
-        except NbmlopsError:
-            due = None
-        if due is not None and due - self.lead < wake:
-            wake = max(now, due - self.lead)
+        if not once:  # --once fires nothing that falls due after it started
+            try:
+                due = self.repo.next_due()
+            except NbmlopsError:
+                due = None
+            if due is not None and now < due - self.lead < wake:
+                wake = due - self.lead
         self._wake.wait(max(0.0, wake - now))
         self._wake.clear()
 
@@ -355,7 +360,11 @@ class Scheduler:
                 elif sched.kind == "after":
                     self._check_after(sched, running, stats)
             except NbmlopsError as exc:
-                self.emit("error", schedule=sched.name, error=exc)
+                if self._errors.get(sched.name) != str(exc):  # once per distinct error
+                    self._errors[sched.name] = str(exc)
+                    self.emit("error", schedule=sched.name, error=exc)
+            else:
+                self._errors.pop(sched.name, None)
         if any(f.status == "queued" for f in open_fires) or stats.queued:
             self._start_queued(running, stats)
         stats.duration = time.perf_counter() - t0

@@ -268,8 +268,10 @@ def schedule_dict(s: Schedule) -> dict[str, Any]:
     d.pop("state", None)
     d["next_fire"] = utc_iso(s.next_fire_at) if not s.paused else None
     if s.kind == "cron" and s.next_fire_at is not None and s.cron:
+        from .cron import local_iso
+
         try:
-            d["next_fire_local"] = parse_cron(s.cron, s.timezone).local_iso(s.next_fire_at)
+            d["next_fire_local"] = local_iso(s.next_fire_at, s.timezone)
         except NbmlopsError:
             d["next_fire_local"] = None
     if s.kind == "change":
