@@ -279,20 +279,28 @@ def run_notebook(
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # the engine stops the kernel and records the run cancelled
 
+    import uuid
+
+    run_id = _run_id(run_id) or uuid.uuid4().hex
     previous = _signal.signal(_signal.SIGTERM, on_term)
     try:
         _warm_then_wait(not_before)
         result = execute_notebook(
             notebook, output, cwd=cwd, run_name=name, timeout=timeout, kernel_name=kernel_name,
             store_url=state.store_url, keep_output=True, parameters=params,
-            check_parameters=False, run_id=_run_id(run_id), tags=_tags(tag_pairs) or None,
+            check_parameters=False, run_id=run_id, tags=_tags(tag_pairs) or None,
         )
     except KeyboardInterrupt:
         # the cell task nbclient was awaiting ends with DeadKernelError once the kernel is
         # gone; asyncio would log it as "never retrieved" when it is collected
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        raise CliError(f"{notebook.name}: cancelled (the run is recorded as cancelled)",
-                       130) from None
+        status = _recorded_status(state, run_id)
+        if status == "finished":  # stopped while the kernel shut down after the last cell
+            click.echo(f"run {run_id[:8]} finished ({notebook.name}; stopped while the kernel "
+                       "shut down)", err=True)
+            return
+        raise CliError(f"{notebook.name}: cancelled (run {run_id[:8]} is recorded as "
+                       f"{status or 'cancelled'})", 130) from None
     finally:
         _signal.signal(_signal.SIGTERM, previous)
     if as_json:
@@ -666,6 +674,17 @@ cli.add_command(schedule_group)
 cli.add_command(trigger_group)
 cli.add_command(scheduler_command)
 register_pipeline_commands(pipeline_group)
+
+
+def _recorded_status(state: CliState, run_id: str) -> str | None:
+    """The status the store has for ``run_id`` (None when it cannot tell)."""
+    from .store import Store
+
+    try:
+        with Store(state.location()) as store:
+            return store.get_run(run_id).status
+    except NbmlopsError:
+        return None
 
 
 def _run_id(run_id: str | None) -> str | None:

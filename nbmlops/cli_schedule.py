@@ -221,14 +221,18 @@ def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
         max_width=60, right_align=[True] + [False] * 7))
 
 
-@schedule_group.command("history")
-@click.argument("name")
-@click.option("--limit", default=50, show_default=True, metavar="N", help="Newest N fires.")
-@json_option
-@click.pass_context
-def schedule_history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
-    """Fires of schedule (or trigger) NAME, newest first: due time, status, run."""
-    _history(ctx, name, limit, as_json)
+def _history_command(group: click.Group, doc: str) -> None:
+    @group.command("history", help=doc)
+    @click.argument("name")
+    @click.option("--limit", default=50, show_default=True, metavar="N", help="Newest N fires.")
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+        _history(ctx, name, limit, as_json)
+
+
+_history_command(schedule_group,
+                 "Fires of schedule (or trigger) NAME, newest first: due time, status, run.")
 
 
 # -- trigger ------------------------------------------------------------------------------------
@@ -282,14 +286,7 @@ _simple("resume", "Fire NAME again; changes made while paused do not fire.", tri
 _simple("rm", "Remove NAME and its fire history (the runs stay in the store).", trigger_group)
 
 
-@trigger_group.command("history")
-@click.argument("name")
-@click.option("--limit", default=50, show_default=True, metavar="N", help="Newest N fires.")
-@json_option
-@click.pass_context
-def trigger_history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
-    """Fires of trigger (or schedule) NAME, newest first."""
-    _history(ctx, name, limit, as_json)
+_history_command(trigger_group, "Fires of trigger (or schedule) NAME, newest first.")
 
 
 @trigger_group.command("fire")

@@ -225,6 +225,9 @@ def _finish_run(
     failed = [i for i, entry in sorted(cell_log.items()) if entry[2] != "ok"]
     status = "failed" if failed or died or aborted is not None else "finished"
     cancelled = isinstance(aborted, KeyboardInterrupt) and not died  # Ctrl-C, SIGTERM
+    if cancelled and not failed and _every_cell_ran(nb, cell_log):
+        # the stop came while the kernel shut down after the last cell: the run is complete
+        cancelled, aborted, status = False, None, "finished"
     if cancelled:
         status = "cancelled"
     result.update(status=status, kernel_died=died, error=None, failed_cell_index=None)
@@ -278,10 +281,7 @@ def _finish_run(
                 ))
             if missing:
                 store.record_cells(run_id, missing)
-            if status == "cancelled":
-                # a stop that arrives while a finished run's kernel shuts down changes nothing
-                store.end_run(run_id, status, only_if_running=True)
-            elif status != "finished":
+            if status != "finished":  # also over the end the kernel recorded as it stopped
                 store.end_run(run_id, status)
             else:
                 store.end_run(run_id, "finished", only_if_running=True)
@@ -290,6 +290,17 @@ def _finish_run(
                 store.log_batch(run_id, tags=tags)
     except NbmlopsError as exc:
         log.warning("could not finish run %s in the store: %s", run_id, exc)
+
+
+def _every_cell_ran(
+    nb: Any, cell_log: dict[int, tuple[float, float, str, str | None, str | None]]
+) -> bool:
+    """Whether every code cell with source ran to completion."""
+    return all(
+        cell_log.get(i, (0.0, 0.0, "", None, None))[2] == "ok"
+        for i, cell in enumerate(nb.cells)
+        if cell.get("cell_type") == "code" and str(cell.get("source", "")).strip()
+    )
 
 
 def _last_line(text: str | None) -> str:

@@ -28,6 +28,7 @@ from nbmlops.store import Store  # noqa: E402
 
 from .conftest import make_notebook  # noqa: E402
 from .test_server_api import _doc_fields, _run_on_loop, _ts_fields, get, get_error  # noqa: E402
+from .test_server_pipelines import app_of, post  # noqa: E402
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
 USER = "Alice <b>Liddell</b>"
@@ -97,27 +98,6 @@ def alice(jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     return USER
 
 
-def app_of(jp_serverapp: Any) -> NbmlopsServerApp:
-    ext = jp_serverapp.extension_manager.extension_apps["nbmlops.server"]
-    app = next(iter(ext))
-    assert isinstance(app, NbmlopsServerApp)
-    return app
-
-
-async def post(jp_fetch: Any, *parts: str, body: Any = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """POST JSON; (status, parsed answer) for success and errors alike."""
-    raw = body if isinstance(body, str | bytes) else json.dumps(body) if body is not None else b""
-    try:
-        resp = await jp_fetch("nbmlops", "api", *parts, method="POST", body=raw, headers=headers)
-    except HTTPClientError as exc:
-        assert exc.response is not None
-        text = exc.response.body.decode("utf-8", "replace")
-        try:
-            return exc.code, json.loads(text)
-        except ValueError:
-            return exc.code, text
-    return resp.code, json.loads(resp.body)
 
 
 async def run_status(jp_fetch: Any, run_id: str) -> str | None:

@@ -274,19 +274,29 @@ def _use_wal(engine: Engine, location: StoreLocation) -> None:
     """
     if location.sqlite_path is None:
         return
-    raw = engine.raw_connection()  # autocommit: the journal mode cannot change in a transaction
-    try:
-        cur = raw.cursor()
+    # SQLite answers "database is locked" at once, without its busy handler, when the journal
+    # mode changes while another process migrates a new store: wait for it like for any lock
+    deadline = time.monotonic() + busy_timeout_ms() / 1000.0
+    attempt = 0
+    while True:
+        raw = engine.raw_connection()  # autocommit: no journal mode change in a transaction
         try:
-            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+            cur = raw.cursor()
+            try:
+                mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+            finally:
+                cur.close()
+            break
+        except sqlite3.Error as exc:  # a raw connection raises the driver's own errors
+            if "locked" in str(exc).lower() and time.monotonic() < deadline:
+                attempt += 1
+                time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+                continue
+            raise StoreUnavailableError(
+                f"cannot put store {location.describe()} in WAL mode: {exc}"
+            ) from exc
         finally:
-            cur.close()
-    except sqlite3.Error as exc:  # a raw connection raises the driver's own errors
-        raise StoreUnavailableError(
-            f"cannot put store {location.describe()} in WAL mode: {exc}"
-        ) from exc
-    finally:
-        raw.close()
+            raw.close()
     if mode and str(mode[0]).lower() != "wal":
         log.debug("SQLite journal mode is %s, not WAL", mode[0])
 
