@@ -46,7 +46,7 @@ demo: install-demo
 	cd example_notebooks && $(BIN)/nbmlops run train.ipynb -o out/train.ipynb -p n_estimators 50
 	@echo
 	@echo "== schedule it nightly (fired by the daemon 'nbmlops scheduler'), then fire it once by hand"
-	-cd example_notebooks && $(BIN)/nbmlops schedule rm nightly >/dev/null 2>&1
+	@cd example_notebooks && ($(BIN)/nbmlops schedule rm nightly >/dev/null 2>&1 || true)
 	cd example_notebooks && $(BIN)/nbmlops schedule add pipeline/pipeline.yaml --cron "0 3 * * *" --tz Europe/Berlin --name nightly
 	cd example_notebooks && $(BIN)/nbmlops schedule ls
 	cd example_notebooks && $(BIN)/nbmlops trigger fire nightly
