@@ -537,3 +537,121 @@ def test_once_waits_quietly_and_fires_nothing_that_falls_due_after_it_started(
     assert sched.ticks < 60  # 0.2 s polls while it waited, not a spin
     assert [f.status for f in history(store, "held")] == ["finished"]
     assert history(store, "later") == []  # left for the next scheduler
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+
+def test_a_manual_fire_whose_run_never_started_does_not_block_the_schedule(
+    project: Path, store: Store, scheduler: Scheduler
+) -> None:
+    cli_json("schedule", "add", "quick.ipynb", "--cron", "@yearly", "-p", "label", "hi",
+             "--name", "q", cwd=project)
+    make_notebook(project / "quick.ipynb", [("other = 1", ["parameters"]), "x = other"])
+    fired = cli_json("trigger", "fire", "q", "--no-wait", cwd=project)  # its run cannot start
+    [fire] = history(store, "q")
+    wait_for(lambda: fire.pid and not os.path.exists(f"/proc/{fire.pid}/cmdline")
+             or "has no parameter" in (project / ".nbmlops" / "runs" / fired["run_id"]
+                                       / "scheduler.log").read_text(errors="replace"),
+             what="the manual fire's process to fail")
+    time.sleep(5.5)  # a fire younger than 5 s may still be starting its process
+    scheduler.tick()
+    [fire] = history(store, "q")
+    assert fire.status == "failed" and "exited before" in (fire.message or "")
+    assert store.schedules.open_fires() == []  # q is not "running" any more
+
+
+def test_once_from_cron_settles_and_fires_a_change_trigger_across_runs(
+    project: Path, store: Store
+) -> None:
+    (project / "data").mkdir()
+    cli_json("trigger", "add", "quick.ipynb", "--on-change", "data/*.csv", "--name", "ch",
+             cwd=project)
+    (project / "data" / "sales[2024].csv").write_text("a\n1\n")  # glob characters in the name
+    first = cli("scheduler", "--once", cwd=project)  # sees it change: not settled yet
+    assert first.returncode == 0 and "fired" not in first.stderr
+    second = cli("scheduler", "--once", cwd=project)  # a minute later in cron: settled, fires
+    assert second.returncode == 0, second.stderr
+    [fire] = history(store, "ch")
+    assert fire.status == "finished"
+    assert list(fire.reason["files"]) == [str(project / "data" / "sales[2024].csv")]
+
+
+def test_a_literal_path_with_glob_characters_watches_that_file(project: Path) -> None:
+    (project / "in[1].csv").write_text("x")
+    added = cli_json("trigger", "add", "quick.ipynb", "--on-change", "in[1].csv", cwd=project)
+    assert added["watched_files"] == 1
+
+
+def test_a_change_trigger_on_its_own_outputs_is_refused(project: Path) -> None:
+    (project / "pipeline.yaml").write_text(
+        "name: writes\nsteps:\n  w:\n    notebook: quick.ipynb\n    outputs: [data/out.csv]\n")
+    loop = cli("trigger", "add", "pipeline.yaml", "--on-change", "data/*.csv", cwd=project)
+    assert loop.returncode == 2
+    assert "matches data/out.csv, an output of step w" in one_line_error(loop)
+
+
+def test_default_names_are_valid_names(project: Path) -> None:
+    make_notebook(project / "_prep me.ipynb", ["x = 1"])
+    added = cli_json("schedule", "add", "_prep me.ipynb", "--cron", "@daily", cwd=project)
+    assert added["name"] == "prep-me"
+
+
+def test_a_lease_left_with_our_own_pid_is_taken_over(store: Store) -> None:
+    """A container restarted with the same hostname runs the new scheduler under the pid the
+    old one had: that lease is not alive, whatever `kill -0` says."""
+    import socket
+
+    assert store.schedules.acquire_lease("old-holder", host=socket.gethostname(), pid=os.getpid(),
+                                         ttl=300)
+    out = io.StringIO()
+    sched = Scheduler(store, out=out)
+    sched.acquire_lease()
+    try:
+        assert "lease-taken-over" in out.getvalue()
+        lease = store.schedules.lease()
+        assert lease is not None and lease.holder == sched.holder
+    finally:
+        sched.release_lease()
+
+
+def test_resuming_an_after_trigger_ignores_upstream_runs_made_while_paused(
+    project: Path, store: Store, scheduler: Scheduler
+) -> None:
+    (project / "up").mkdir()
+    (project / "up" / "pipeline.yaml").write_text(
+        "name: upstream\nsteps:\n  s:\n    notebook: ../quick.ipynb\n")
+    added = cli_json("trigger", "add", "quick.ipynb", "--after", "up", "--name", "a",
+                     cwd=project)
+    cli_json("trigger", "pause", "a", cwd=project)
+    for _ in range(2):
+        assert cli("pipeline", "run", "up", "--no-progress", cwd=project).returncode == 0
+    cli_json("trigger", "resume", "a", cwd=project)
+    assert scheduler.tick().fired == 0 and scheduler.tick().queued == 0
+    assert added["watch"] == str(project / "up" / "pipeline.yaml")
+
+
+def test_a_store_that_is_locked_for_a_while_does_not_stop_the_scheduler(project: Path) -> None:
+    import sqlite3
+
+    loc = Store.open(start=project)
+    loc.close()
+    store = Store(loc.location, lock_wait_ms=200)
+    out = io.StringIO()
+    sched = CountingScheduler(store, poll=0.2, out=out, lead=0, lease_ttl=0.9)  # renews often
+    thread = run_for(sched, 0.5)
+    db = sqlite3.connect(str(loc.location.sqlite_path), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")  # a stuck writer: the lease renewal (a write) must wait
+    time.sleep(1.5)
+    db.execute("COMMIT")
+    db.close()
+    ticks = sched.ticks
+    time.sleep(0.8)
+    try:
+        assert thread.is_alive(), out.getvalue()
+        assert sched.ticks > ticks  # ticking again
+        assert " error " in out.getvalue() and "locked" in out.getvalue()
+    finally:
+        sched.stop()
+        thread.join(10)
+        store.close()

@@ -114,7 +114,8 @@ def test_finished_pipeline_runs_since(store: Store) -> None:  # noqa: F811
         store.end_run(rid, status)
     found = store.schedules.finished_runs_since("/p/pipeline.yaml", 0.0)
     assert [rid for rid, _ in found] == [ok]
-    assert store.schedules.finished_runs_since("/p/pipeline.yaml", found[0][1]) == []
+    assert store.schedules.finished_runs_since("/p/pipeline.yaml", found[0][1], seen=[ok]) == []
+    assert store.schedules.finished_runs_since("/p/pipeline.yaml", found[0][1]) == found
 
 
 def test_the_lease_is_exclusive(store: Store) -> None:  # noqa: F811

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..errors import NbmlopsError, SchedulerBusyError
 from .cron import parse_cron, utc_iso
 from .launch import run_command, spawn, tail_lines
-from .service import scan_files
+from .service import file_entry, watched_paths
 
 if TYPE_CHECKING:
     from ..store import Store
-    from ..store.entities import Schedule
+    from ..store.entities import Schedule, ScheduleFire
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ __all__ = ["Scheduler", "TickStats", "fire_now", "start_fire", "finish_fire"]
 
 #: how long a stopping scheduler gives cancelled runs to record themselves, then kills them
 STOP_GRACE = 30.0
+ENDED = ("finished", "failed", "cancelled", "abandoned")
 #: at most this many missed due times fire at once under ``catchup all``
 MAX_CATCHUP = 100
 LOG_NAME = "scheduler.log"
@@ -179,7 +180,9 @@ class Scheduler:
             if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid, ttl=self.lease_ttl):
                 break
             lease = self.repo.lease()
-            if lease is not None and lease.host == self.host and not _pid_alive(lease.pid):
+            if lease is not None and lease.host == self.host and (
+                not _pid_alive(lease.pid) or lease.pid == self.pid  # our pid: a restarted container
+            ):
                 if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid,
                                            ttl=self.lease_ttl, steal_from=lease.holder):
                     self.emit("lease-taken-over", previous=lease.holder, reason="holder is dead")
@@ -212,6 +215,16 @@ class Scheduler:
             raise SchedulerBusyError("lost the scheduler lease to another scheduler; stopping")
         self._lease_renewed = time.monotonic()
 
+    def _keep_lease(self) -> None:
+        """Renew the lease while stopping (a successor must not take over the runs we wait
+        for); problems are logged, never raised."""
+        if not self._has_lease:
+            return
+        try:
+            self._renew_lease()
+        except NbmlopsError as exc:
+            self.emit("error", error=exc)
+
     def release_lease(self) -> None:
         if self._has_lease:
             try:
@@ -228,8 +241,8 @@ class Scheduler:
         running, never created, or cancelled because its scheduler died) makes the fire
         ``abandoned`` and a run still marked running ``failed``."""
         for fire, run_status in self.repo.started_fires():
-            if fire.owner is None or fire.owner == self.holder:
-                continue  # manual fires belong to who started them
+            if fire.owner is None or fire.owner == self.holder or fire.owner.startswith("manual@"):
+                continue  # manual fires: settled by _settle_lost_manual_fires
             if fire.pid and _pid_alive(fire.pid) and fire.run_id and fire.run_id in _cmdline(fire.pid):
                 self._stop_orphan(fire.pid)
                 run_status = self._run_status(fire.run_id) if fire.run_id else None
@@ -284,12 +297,17 @@ class Scheduler:
                 self.recover()
                 started = self.clock()
                 while not self._stop.is_set():
-                    self.tick(cron_until=started if once else None)
+                    try:
+                        self.tick(cron_until=started if once else None)
+                    except SchedulerBusyError:
+                        raise  # the lease is gone: another scheduler works on this store
+                    except NbmlopsError as exc:  # the store is locked or away for a moment
+                        self.emit("error", error=exc, retry_in=f"{self.poll:g}s")
                     if once and not self.children:
                         break
                     self._sleep(once=once)
-                self._shutdown()
             finally:
+                self._shutdown()
                 self.release_lease()
                 self.emit("stopped", holder=self.holder)
         finally:
@@ -319,6 +337,7 @@ class Scheduler:
         if self.on_stop == "wait" and self._stops < 2:
             self.emit("stopping", waiting_for=len(self.children))
             while self.children and self._stops < 2:
+                self._keep_lease()
                 self._reap()
                 time.sleep(min(self.poll, 0.5))
         if self.children:
@@ -328,6 +347,7 @@ class Scheduler:
                 _signal(child.proc, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE
             while self.children and time.monotonic() < deadline:
+                self._keep_lease()
                 self._reap()
                 time.sleep(0.1)
             for child in list(self.children.values()):
@@ -347,7 +367,7 @@ class Scheduler:
         now = self.clock() if now is None else now
         limit = now + self.lead if cron_until is None else min(now, cron_until)
         schedules = self.repo.candidates(limit)
-        open_fires = self.repo.open_fires()
+        open_fires = self._settle_lost_manual_fires(self.repo.open_fires())
         running = {c.schedule_id for c in self.children.values()}
         running |= {f.schedule_id for f in open_fires if f.status == "started"}
         for sched in schedules:
@@ -370,6 +390,31 @@ class Scheduler:
         stats.duration = time.perf_counter() - t0
         return stats
 
+    def _settle_lost_manual_fires(self, fires: list[ScheduleFire]) -> list[ScheduleFire]:
+        """Manual fires of this host whose process is gone without ending its run (killed
+        before the run existed, a `trigger fire --no-wait` whose run failed to start...): end
+        them, so that they do not count as running for ever. Returns the fires still open."""
+        mine = manual_owner()
+        still = []
+        for fire in fires:
+            lost = (
+                fire.status == "started" and fire.owner == mine
+                and self.clock() - (fire.started_at or fire.created_at) > 5.0
+                and not (fire.pid and _pid_alive(fire.pid) and fire.run_id
+                         and fire.run_id in _cmdline(fire.pid))
+            )
+            if not lost:
+                still.append(fire)
+                continue
+            reason = "its process exited before the run recorded its end"
+            self._end_run(fire.run_id, "failed", reason)
+            status = self._run_status(fire.run_id) if fire.run_id else None
+            self.repo.update_fire(fire.id, status=status if status in ENDED else "failed",
+                                  ended_at=self.clock(), message=reason)
+            self.emit("ended", schedule=fire.schedule, fire=fire.id, run=_short(fire.run_id),
+                      status=status if status in ENDED else "failed", error=reason)
+        return still
+
     def _fire_cron(
         self, sched: Schedule, now: float, horizon: float, running: set[int], stats: TickStats
     ) -> None:
@@ -378,7 +423,11 @@ class Scheduler:
         assert sched.cron is not None and sched.next_fire_at is not None
         spec = parse_cron(sched.cron, sched.timezone)
         first = sched.next_fire_at
-        due = [first] + spec.times_between(first, horizon, limit=10_000)
+        due = [first] + spec.times_between(first, horizon, limit=1000)
+        older = 0  # missed due times older than a day, counted roughly (not enumerated)
+        if len(due) > 1000 and due[-1] < now - 86400:
+            older = len(due)
+            due = spec.times_between(now - 86400, horizon, limit=100_000) or [due[-1]]
         next_at = spec.next_after(max(horizon, due[-1]))
         past = [t for t in due if t <= now - 1.0]  # late by more than a second: missed once
         upcoming = [t for t in due if t > now - 1.0]
@@ -394,9 +443,11 @@ class Scheduler:
         if missed:
             records.append({
                 "status": "skipped", "due_at": missed[-1],
-                "reason": {"kind": "schedule", "due": utc_iso(missed[-1]), "missed": len(missed),
+                "reason": {"kind": "schedule", "due": utc_iso(missed[-1]),
+                           "missed": len(missed) + older, "missed_at_least": bool(older),
                            "first_missed": utc_iso(missed[0])},
-                "message": f"{len(missed)} due time(s) missed while no scheduler ran "
+                "message": f"{'more than ' if older else ''}{len(missed) + older} due time(s) "
+                           "missed while no scheduler ran "
                            f"(catch-up {sched.catchup})",
             })
         busy = sched.id in running
@@ -456,50 +507,57 @@ class Scheduler:
             self.emit("skipped", schedule=sched.name, fire=ids[0], why=rec["message"])
 
     def _check_change(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
+        """Fire when a watched file's content changed. A changed file is fingerprinted once it
+        held still (same size and mtime) since the previous look, which may have been taken by
+        an earlier process (``state["pending"]``: ``--once`` from cron settles on its next run)."""
         assert sched.watch is not None
-        import glob as _glob
-
-        known: dict[str, dict[str, Any]] = dict((sched.state or {}).get("files") or {})
-        seen = self._stat_seen.setdefault(sched.name, {})
-        pattern = sched.watch
-        paths = [pattern] if not _glob.has_magic(pattern) else _glob.glob(pattern, recursive=True)
+        state = dict(sched.state or {})
+        known: dict[str, dict[str, Any]] = dict(state.get("files") or {})
+        pending = {p: tuple(v) for p, v in (state.get("pending") or {}).items()}
+        seen = self._stat_seen.get(sched.name) or pending
         current: dict[str, tuple[int, int]] = {}
-        for path in paths:
+        for path in watched_paths(sched.watch):
             try:
                 st = os.stat(path)
             except OSError:
                 continue
-            if os.path.isfile(path):
-                current[path] = (st.st_size, st.st_mtime_ns)
+            current[path] = (st.st_size, st.st_mtime_ns)
         changed: dict[str, dict[str, Any]] = {}
-        new_state = dict(known)
+        new_files = dict(known)
+        unsettled: dict[str, list[int]] = {}
         for path, stat in current.items():
             old = known.get(path)
             if old is not None and (old.get("size"), old.get("mtime_ns")) == stat:
-                continue  # untouched since the last fingerprint
-            if seen.get(path) != stat:
-                continue  # still changing (or first seen this tick): look again next tick
-            fresh = scan_files(path).get(path)
+                continue  # untouched since its last fingerprint
+            if tuple(seen.get(path) or ()) != stat:
+                unsettled[path] = list(stat)  # still changing, or first seen: look again
+                continue
+            fresh = file_entry(path)  # the path itself, never read as a pattern
             if fresh is None:
                 continue
-            new_state[path] = fresh
+            new_files[path] = fresh
             if old is None or old.get("fp") != fresh["fp"]:
                 changed[path] = {"old": old.get("fp") if old else None, "new": fresh["fp"]}
         for path in set(known) - set(current):
-            new_state.pop(path)  # a deleted file does not fire; it is forgotten
+            new_files.pop(path)  # a deleted file does not fire; it is forgotten
         self._stat_seen[sched.name] = current
+        new_state = {"files": new_files, **({"pending": unsettled} if unsettled else {})}
         if changed:
-            reason = {"kind": "change", "watch": pattern, "files": changed}
-            self._fire_event(sched, reason, running, stats, state={"files": new_state})
-        elif new_state != known:
-            self.repo.update(sched.name, state={"files": new_state})
+            reason = {"kind": "change", "watch": sched.watch, "files": changed}
+            self._fire_event(sched, reason, running, stats, state=new_state)
+        elif new_state != state:
+            self.repo.update(sched.name, state=new_state)
 
     def _check_after(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
         assert sched.watch is not None
         since = float((sched.state or {}).get("since") or 0.0)
-        for run_id, end in self.repo.finished_runs_since(sched.watch, since):
+        seen = list((sched.state or {}).get("seen") or [])
+        for run_id, end in self.repo.finished_runs_since(sched.watch, since, seen=seen):
+            seen = ([*seen, run_id] if end == since else [run_id])[-50:]
+            since = end
             reason = {"kind": "after", "upstream_pipeline": sched.watch, "upstream_run": run_id}
-            self._fire_event(sched, reason, running, stats, state={"since": end})
+            self._fire_event(sched, reason, running, stats,
+                             state={"since": since, "seen": seen})
 
     def _start_queued(self, running: set[int], stats: TickStats) -> None:
         queued = [f for f in self.repo.open_fires() if f.status == "queued"]
@@ -531,7 +589,12 @@ class Scheduler:
         if reason.get("upstream_run"):
             tags["nbmlops.trigger.upstream_run"] = str(reason["upstream_run"])
         if reason.get("files"):
-            tags["nbmlops.trigger.files"] = json.dumps(reason["files"], sort_keys=True)[:4000]
+            files = json.dumps(reason["files"], sort_keys=True)
+            if len(files) > 4000:  # still JSON: the count and the first paths
+                names = sorted(reason["files"])
+                files = json.dumps({"changed": len(names), "first": names[:20],
+                                    "see": f"schedule history {sched.name} --json"})
+            tags["nbmlops.trigger.files"] = files
         cmd = run_command(sched.target, sched.target_kind, run_id, sched.params, tags,
                           not_before=not_before)
         runs_dir = self.store.location.runs_dir
@@ -606,6 +669,11 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
+def manual_owner() -> str:
+    """Who owns a manual fire: this host (a scheduler here can tell whether its process lives)."""
+    return f"manual@{socket.gethostname()}"
+
+
 def start_fire(
     store: Store, name: str, *, by: str = "cli", die_with_parent: bool = True,
 ) -> tuple[int, str, subprocess.Popen[bytes]]:
@@ -616,7 +684,7 @@ def start_fire(
     run_id = uuid.uuid4().hex
     reason = {"kind": "manual", "by": by}
     ids = store.schedules.fire_many(sched.id, [{"status": "started", "reason": reason,
-                                                "run_id": run_id}])
+                                                "run_id": run_id}], owner=manual_owner())
     assert ids is not None
     fire_id = ids[0]
     tags = {"nbmlops.trigger": "manual", "nbmlops.trigger.name": sched.name,
@@ -643,9 +711,8 @@ def finish_fire(store: Store, fire_id: int, run_id: str, exit_code: int) -> str:
     except NbmlopsError:
         status = "running"
     if status == "running":  # never created, or not ended by its process
-        status = "finished" if exit_code == 0 else (
-            "cancelled" if exit_code in (130, -signal.SIGTERM, -signal.SIGINT) else "failed")
-        _end_stale_run(store, run_id, status if status != "finished" else "failed",
+        status = "cancelled" if exit_code in (130, -signal.SIGTERM, -signal.SIGINT) else "failed"
+        _end_stale_run(store, run_id, status,
                        f"the run's process exited ({exit_code}) before recording its end")
     message = None
     if status != "finished":

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OVERLAP_POLICIES", "CATCHUP_POLICIES", "Target", "resolve_target", "add_schedule",
     "add_trigger", "pause", "resume", "remove", "history", "list_schedules", "schedule_dict",
-    "fire_dict", "scan_files",
+    "fire_dict", "scan_files", "watched_paths", "file_entry",
 ]
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -96,7 +96,7 @@ def _check_name(name: str) -> str:
 
 
 def _default_name(store: Store, base: str) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-.") or "schedule"
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).lstrip("-._").rstrip("-.")[:120] or "schedule"
     taken = {s.name for s in store.schedules.schedules()}
     if base not in taken:
         return base
@@ -159,6 +159,9 @@ def add_trigger(
     clean = {k: _text(v) for k, v in (params or {}).items()}
     if on_change is not None:
         pattern = os.path.abspath(os.path.expanduser(on_change))
+        if glob.has_magic(pattern) and os.path.isfile(pattern):
+            pattern = glob.escape(pattern)  # a file whose name holds [ ] * ?: watch that file
+        _check_not_own_output(tgt, pattern)
         state: dict[str, Any] = {"files": scan_files(pattern)}
         base = f"{tgt.name}-on-change"
         kind, watch = "change", pattern
@@ -170,7 +173,8 @@ def add_trigger(
                                 "pipeline run; schedule the notebook as a one-step pipeline)")
         _check_no_cycle(store, str(tgt.path), str(up.path))
         latest = store.schedules.finished_runs_since(str(up.path), 0.0, limit=1, newest=True)
-        state = {"since": latest[0][1] if latest else time.time()}
+        state = {"since": latest[0][1] if latest else time.time(),
+                 "seen": [latest[0][0]] if latest else []}
         base = f"{tgt.name}-after-{up.name}"
         kind, watch = "after", str(up.path)
     name = _check_name(name) if name else _default_name(store, base)
@@ -178,6 +182,25 @@ def add_trigger(
         name, kind=kind, target=str(tgt.path), target_kind=tgt.kind, watch=watch, params=clean,
         overlap=overlap, catchup="none", state=state,
     )
+
+
+def _check_not_own_output(tgt: Target, pattern: str) -> None:
+    """Refuse a change trigger on files its own target writes: every run would fire it again."""
+    if tgt.kind != "pipeline":
+        return
+    from pathlib import PurePath
+
+    from ..pipeline.spec import load_pipeline
+
+    pipe = load_pipeline(tgt.path)
+    existing = set(watched_paths(pattern))
+    for name, step in pipe.steps.items():
+        for out in step.outputs:
+            path = os.path.normpath(os.path.join(pipe.root, out))
+            if path in existing or path == pattern or PurePath(path).match(pattern):
+                raise ScheduleError(
+                    f"--on-change {pattern} matches {out}, an output of step {name} of "
+                    f"{pipe.name}: each run would trigger the next; watch the inputs instead")
 
 
 def _check_no_cycle(store: Store, target: str, upstream: str) -> None:
@@ -201,25 +224,39 @@ def _check_no_cycle(store: Store, target: str, upstream: str) -> None:
         todo.extend(edges.get(node, ()))
 
 
-def scan_files(pattern: str) -> dict[str, dict[str, Any]]:
-    """``{path: {"fp", "size", "mtime_ns"}}`` of the regular files matching ``pattern``."""
+def watched_paths(pattern: str) -> list[str]:
+    """The regular files ``pattern`` matches (``**`` spans directories), never nbmlops' own
+    ``.nbmlops/`` files: the store changes with every run."""
+    paths = [pattern] if not glob.has_magic(pattern) else sorted(glob.glob(pattern, recursive=True))
+    return [p for p in paths
+            if f"{os.sep}.nbmlops{os.sep}" not in p and os.path.isfile(p)]
+
+
+def file_entry(path: str) -> dict[str, Any] | None:
+    """``{"fp", "size", "mtime_ns"}`` of one file (a real path, never read as a pattern)."""
     from ..fingerprint import fingerprint_file
 
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    fp = fingerprint_file(path)
+    if fp is None:
+        return None
+    return {"fp": fp[0], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def scan_files(pattern: str) -> dict[str, dict[str, Any]]:
+    """``{path: {"fp", "size", "mtime_ns"}}`` of the regular files matching ``pattern``."""
+    paths = watched_paths(pattern)
+    if len(paths) > MAX_WATCHED_FILES:
+        raise ScheduleError(f"{pattern} matches more than {MAX_WATCHED_FILES} files; "
+                            "watch a narrower path")
     out: dict[str, dict[str, Any]] = {}
-    paths = [pattern] if not glob.has_magic(pattern) else sorted(glob.glob(pattern, recursive=True))
     for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        if not os.path.isfile(path):
-            continue
-        if len(out) >= MAX_WATCHED_FILES:
-            raise ScheduleError(f"{pattern} matches more than {MAX_WATCHED_FILES} files; "
-                                "watch a narrower path")
-        fp = fingerprint_file(path)
-        if fp is not None:
-            out[path] = {"fp": fp[0], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        entry = file_entry(path)
+        if entry is not None:
+            out[path] = entry
     return out
 
 
@@ -245,6 +282,10 @@ def resume(store: Store, name: str, *, now: float | None = None) -> Schedule:
             time.time() if now is None else now)
     if sched.kind == "change" and sched.watch:
         fields["state"] = {"files": scan_files(sched.watch)}  # changes while paused don't count
+    if sched.kind == "after" and sched.watch:  # nor upstream runs that ended while paused
+        latest = store.schedules.finished_runs_since(sched.watch, 0.0, limit=1, newest=True)
+        fields["state"] = {"since": latest[0][1] if latest else time.time(),
+                           "seen": [latest[0][0]] if latest else []}
     return store.schedules.update(name, **fields)
 
 

@@ -297,17 +297,22 @@ class ScheduleRepo:
         return self._sessions.write(work)
 
     def finished_runs_since(
-        self, pipeline_path: str, since: float, *, limit: int = 20, newest: bool = False
+        self, pipeline_path: str, since: float, *, limit: int = 20, newest: bool = False,
+        seen: Sequence[str] = (),
     ) -> list[tuple[str, float]]:
-        """``(run_id, end_time)`` of pipeline runs of ``pipeline_path`` that finished after
-        ``since``, oldest first (``newest``: newest first)."""
-        order = RunRow.end_time.desc() if newest else RunRow.end_time.asc()
+        """``(run_id, end_time)`` of pipeline runs of ``pipeline_path`` that finished at or
+        after ``since``, except the ``seen`` ones (runs that end at the same instant are not
+        lost), oldest first (``newest``: newest first)."""
+        order = (RunRow.end_time.desc(), RunRow.id.desc()) if newest else (
+            RunRow.end_time.asc(), RunRow.id.asc())
         query = (
             select(RunRow.id, RunRow.end_time)
             .where(RunRow.source == "pipeline", RunRow.notebook_path == pipeline_path,
-                   RunRow.status == "finished", RunRow.end_time > since)
-            .order_by(order).limit(limit)
+                   RunRow.status == "finished", RunRow.end_time >= since)
+            .order_by(*order).limit(limit)
         )
+        if seen:
+            query = query.where(RunRow.id.not_in(list(seen)))
         with self._sessions.read() as s:
             return [(rid, float(end or 0.0)) for rid, end in s.execute(query)]
 
