@@ -70,7 +70,6 @@ class _Child:
     schedule: str
     run_id: str
     proc: subprocess.Popen[bytes]
-    log_path: Path
     started: float = field(default_factory=time.time)
     #: the scheduler stopped it (SIGTERM on shutdown)
     cancelled: bool = False
@@ -149,9 +148,6 @@ class Scheduler:
         self._stat_seen: dict[str, dict[str, tuple[int, int]]] = {}  # trigger -> path -> stat
         self.failed_runs = 0
         self._errors: dict[str, str] = {}  # schedule -> the error it last failed with
-        env = {"NBMLOPS_STORE_URL": store.location.url,
-               "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
-        self._child_env = env
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -582,25 +578,8 @@ class Scheduler:
         self, sched: Schedule, fire_id: int, run_id: str, reason: dict[str, Any], stats: TickStats,
         *, not_before: float | None = None,
     ) -> None:
-        tags = {"nbmlops.trigger": reason.get("kind", "schedule"),
-                "nbmlops.trigger.name": sched.name, "nbmlops.trigger.fire": str(fire_id)}
-        if reason.get("due"):
-            tags["nbmlops.trigger.due"] = str(reason.get("due_local") or reason["due"])
-        if reason.get("upstream_run"):
-            tags["nbmlops.trigger.upstream_run"] = str(reason["upstream_run"])
-        if reason.get("files"):
-            files = json.dumps(reason["files"], sort_keys=True)
-            if len(files) > 4000:  # still JSON: the count and the first paths
-                names = sorted(reason["files"])
-                files = json.dumps({"changed": len(names), "first": names[:20],
-                                    "see": f"schedule history {sched.name} --json"})
-            tags["nbmlops.trigger.files"] = files
-        cmd = run_command(sched.target, sched.target_kind, run_id, sched.params, tags,
-                          not_before=not_before)
-        runs_dir = self.store.location.runs_dir
-        log_path = runs_dir / run_id / LOG_NAME
         try:
-            proc = spawn(cmd, cwd=Path(sched.target).parent, log_path=log_path, env=self._child_env)
+            proc = _start_run(self.store, sched, fire_id, run_id, reason, not_before=not_before)
         except OSError as exc:
             self.repo.update_fire(fire_id, status="failed", ended_at=self.clock(),
                                   message=f"could not start: {exc}")
@@ -608,7 +587,7 @@ class Scheduler:
             self.failed_runs += 1
             return
         self.repo.update_fire(fire_id, pid=proc.pid)
-        self.children[fire_id] = _Child(fire_id, sched.id, sched.name, run_id, proc, log_path)
+        self.children[fire_id] = _Child(fire_id, sched.id, sched.name, run_id, proc)
         stats.fired += 1
         self.emit("fired", schedule=sched.name, fire=fire_id, run=_short(run_id),
                   trigger=reason.get("kind"), due=reason.get("due_local") or reason.get("due"),
@@ -622,23 +601,9 @@ class Scheduler:
                 continue
             del self.children[fid]
             ended += 1
-            status = self._run_status(child.run_id) or (
-                "finished" if code == 0 else "cancelled" if code in (130, -signal.SIGTERM)
-                else "failed")
-            if status == "running":  # the process is gone but the run was never ended
-                if child.cancelled:
-                    status = "cancelled"
-                    self._end_run(child.run_id, status, "cancelled: the scheduler stopped")
-                else:
-                    status = "failed"
-                    self._end_run(child.run_id, status, f"the run's process exited ({code}) "
-                                  "before recording its end")
-            message = None
-            if status != "finished":
-                self.failed_runs += status == "failed"
-                tail = tail_lines(child.log_path, 3)
-                message = tail[-1][:500] if tail else f"exit code {code}"
-            self.repo.update_fire(fid, status=status, ended_at=self.clock(), message=message)
+            status, message = _settle_fire(self.store, fid, child.run_id, code,
+                                           stopped=child.cancelled, clock=self.clock)
+            self.failed_runs += status == "failed"
             self.emit("ended", schedule=child.schedule, fire=fid, run=_short(child.run_id),
                       status=status, seconds=f"{time.time() - child.started:.1f}",
                       exit=code, error=message)
@@ -687,15 +652,8 @@ def start_fire(
                                                 "run_id": run_id}], owner=manual_owner())
     assert ids is not None
     fire_id = ids[0]
-    tags = {"nbmlops.trigger": "manual", "nbmlops.trigger.name": sched.name,
-            "nbmlops.trigger.fire": str(fire_id), "nbmlops.trigger.by": by}
-    cmd = run_command(sched.target, sched.target_kind, run_id, sched.params, tags)
-    log_path = store.location.runs_dir / run_id / LOG_NAME
-    env = {"NBMLOPS_STORE_URL": store.location.url,
-           "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
     try:
-        proc = spawn(cmd, cwd=Path(sched.target).parent, log_path=log_path, env=env,
-                     die_with_parent=die_with_parent)
+        proc = _start_run(store, sched, fire_id, run_id, reason, die_with_parent=die_with_parent)
     except OSError as exc:
         store.schedules.update_fire(fire_id, status="failed", ended_at=time.time(),
                                     message=f"could not start: {exc}")
@@ -706,20 +664,66 @@ def start_fire(
 
 def finish_fire(store: Store, fire_id: int, run_id: str, exit_code: int) -> str:
     """Record how a manual fire's process ended; returns the fire's status."""
+    return _settle_fire(store, fire_id, run_id, exit_code)[0]
+
+
+def trigger_tags(sched: Schedule, fire_id: int, reason: dict[str, Any]) -> dict[str, str]:
+    """The ``nbmlops.trigger*`` tags of a run: what fired it (see docs/schedules.md)."""
+    tags = {"nbmlops.trigger": str(reason.get("kind", "schedule")),
+            "nbmlops.trigger.name": sched.name, "nbmlops.trigger.fire": str(fire_id)}
+    if reason.get("due"):
+        tags["nbmlops.trigger.due"] = str(reason.get("due_local") or reason["due"])
+    if reason.get("upstream_run"):
+        tags["nbmlops.trigger.upstream_run"] = str(reason["upstream_run"])
+    if reason.get("by"):
+        tags["nbmlops.trigger.by"] = str(reason["by"])
+    if reason.get("files"):
+        files = json.dumps(reason["files"], sort_keys=True)
+        if len(files) > 4000:  # still JSON: the count and the first paths
+            names = sorted(reason["files"])
+            files = json.dumps({"changed": len(names), "first": names[:20],
+                                "see": f"schedule history {sched.name} --json"})
+        tags["nbmlops.trigger.files"] = files
+    return tags
+
+
+def _start_run(
+    store: Store, sched: Schedule, fire_id: int, run_id: str, reason: dict[str, Any], *,
+    not_before: float | None = None, die_with_parent: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start the run of a fire as its own process: the target's CLI with the fire's run id and
+    trigger tags, the store through the environment, output to the run's scheduler.log."""
+    cmd = run_command(sched.target, sched.target_kind, run_id, sched.params,
+                      trigger_tags(sched, fire_id, reason), not_before=not_before)
+    env = {"NBMLOPS_STORE_URL": store.location.url,
+           "NBMLOPS_ARTIFACT_URL": str(store.location.artifact_root)}
+    return spawn(cmd, cwd=Path(sched.target).parent,
+                 log_path=store.location.runs_dir / run_id / LOG_NAME, env=env,
+                 die_with_parent=die_with_parent)
+
+
+def _settle_fire(
+    store: Store, fire_id: int, run_id: str, exit_code: int, *, stopped: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> tuple[str, str | None]:
+    """Record how a fire's process ended: the run's own status, or (when the process left its
+    run running or never created it) cancelled/failed from the exit code, ending the run too.
+    Returns ``(status, message)``; the message is the last line of the run's log."""
     try:
         status = store.get_run(run_id).status
     except NbmlopsError:
         status = "running"
     if status == "running":  # never created, or not ended by its process
-        status = "cancelled" if exit_code in (130, -signal.SIGTERM, -signal.SIGINT) else "failed"
-        _end_stale_run(store, run_id, status,
-                       f"the run's process exited ({exit_code}) before recording its end")
+        cancelled = stopped or exit_code in (130, -signal.SIGTERM, -signal.SIGINT)
+        status = "cancelled" if cancelled else "failed"
+        _end_stale_run(store, run_id, status, "cancelled: the scheduler stopped" if stopped
+                       else f"the run's process exited ({exit_code}) before recording its end")
     message = None
     if status != "finished":
         tail = tail_lines(store.location.runs_dir / run_id / LOG_NAME, 3)
         message = tail[-1][:500] if tail else f"exit code {exit_code}"
-    store.schedules.update_fire(fire_id, status=status, ended_at=time.time(), message=message)
-    return status
+    store.schedules.update_fire(fire_id, status=status, ended_at=clock(), message=message)
+    return status, message
 
 
 def _end_stale_run(store: Store, run_id: str, status: str, reason: str) -> None:
