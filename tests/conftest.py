@@ -33,6 +33,21 @@ def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+# -- Jupyter server extension tests (jp_server_config: tests/_server.py) ------------------------
+
+
+@pytest.fixture
+def configured_store(tmp_path: Path) -> str:
+    """Requested by tests whose server has `c.NbmlopsServerApp.store_url` set."""
+    return f"sqlite:///{tmp_path / 'elsewhere' / 'nbmlops.db'}"
+
+
+@pytest.fixture
+def fresh_root() -> None:
+    """Requested by tests that need a server root of their own, without a store (their
+    module's `jp_root_dir` looks for it)."""
+
+
 def make_notebook(path: Path, cells: list[str | tuple[str, list[str]]]) -> Path:
     """Write a notebook whose code cells are ``cells`` (source, or (source, tags))."""
     nb_cells = []

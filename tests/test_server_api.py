@@ -31,6 +31,7 @@ from nbmlops.server import _jupyter_server_extension_points  # noqa: E402
 from nbmlops.server.app import NbmlopsServerApp  # noqa: E402
 from nbmlops.store import Store  # noqa: E402
 
+from ._server import jp_server_config  # noqa: E402, F401  (overrides pytest-jupyter's)
 from .conftest import make_notebook  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,22 +84,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fresh_root() -> None:
-    """Requested by tests that need a server root of their own, without a store."""
-
-
-@pytest.fixture
 def jp_root_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     if "fresh_root" in request.fixturenames:
         root = tmp_path / "fresh"
         root.mkdir()
         return root
     return request.getfixturevalue("served")["root"]
-
-
-@pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbmlops.server": True}}}
 
 
 async def get(jp_fetch: Any, *parts: str, **params: Any) -> Any:

@@ -26,6 +26,7 @@ from nbmlops.server import launcher as launcher_module  # noqa: E402
 from nbmlops.server.app import NbmlopsServerApp  # noqa: E402
 from nbmlops.store import Store  # noqa: E402
 
+from ._server import jp_server_config  # noqa: E402, F401  (overrides pytest-jupyter's)
 from .conftest import make_notebook  # noqa: E402
 from .test_server_api import _doc_fields, _run_on_loop, _ts_fields, get, get_error  # noqa: E402
 
@@ -97,20 +98,6 @@ def pipes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture
 def jp_root_dir(pipes: dict[str, Any]) -> Path:
     return Path(pipes["root"])
-
-
-@pytest.fixture
-def configured_store(tmp_path: Path) -> str:
-    """Requested by tests whose server has `c.NbmlopsServerApp.store_url` set."""
-    return f"sqlite:///{tmp_path / 'elsewhere' / 'nbmlops.db'}"
-
-
-@pytest.fixture
-def jp_server_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    config: dict[str, Any] = {"ServerApp": {"jpserver_extensions": {"nbmlops.server": True}}}
-    if "configured_store" in request.fixturenames:
-        config["NbmlopsServerApp"] = {"store_url": request.getfixturevalue("configured_store")}
-    return config
 
 
 def app_of(jp_serverapp: Any) -> NbmlopsServerApp:

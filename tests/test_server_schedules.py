@@ -26,9 +26,19 @@ from nbmlops.schedule.service import add_schedule, add_trigger  # noqa: E402
 from nbmlops.server.app import NbmlopsServerApp  # noqa: E402
 from nbmlops.store import Store  # noqa: E402
 
+from ._server import jp_server_config  # noqa: E402, F401  (overrides pytest-jupyter's)
 from .conftest import make_notebook  # noqa: E402
-from .test_server_api import _doc_fields, _run_on_loop, _ts_fields, get, get_error  # noqa: E402
-from .test_server_pipelines import app_of, post  # noqa: E402
+from .test_server_api import (  # noqa: E402
+    _doc_fields,
+    _run_on_loop,
+    _ts_fields,
+    get,
+    get_error,
+)
+from .test_server_pipelines import (  # noqa: E402
+    app_of,
+    post,
+)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
 USER = "Alice <b>Liddell</b>"
@@ -63,31 +73,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fresh_root() -> None:
-    """Requested by tests that need a server root of their own, without a store."""
-
-
-@pytest.fixture
 def jp_root_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     if "fresh_root" in request.fixturenames:
         root = tmp_path / "fresh"
         root.mkdir()
         return root
     return Path(request.getfixturevalue("project")["root"])
-
-
-@pytest.fixture
-def configured_store(tmp_path: Path) -> str:
-    """Requested by tests whose server has `c.NbmlopsServerApp.store_url` set."""
-    return f"sqlite:///{tmp_path / 'elsewhere' / 'nbmlops.db'}"
-
-
-@pytest.fixture
-def jp_server_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    config: dict[str, Any] = {"ServerApp": {"jpserver_extensions": {"nbmlops.server": True}}}
-    if "configured_store" in request.fixturenames:
-        config["NbmlopsServerApp"] = {"store_url": request.getfixturevalue("configured_store")}
-    return config
 
 
 @pytest.fixture
