@@ -21,6 +21,7 @@ import {
   message,
   shortClass
 } from './dom';
+import { viewPoll } from './polling';
 import { Cell, CellMarks, NotebookRun, RunSummary } from './types';
 
 const ACTIVE_MS = 15000; // poll fast this long after the last sign of execution
@@ -36,13 +37,7 @@ export class NotebookView extends Widget {
     this.node.appendChild(this.list);
     this.list.setAttribute('role', 'table');
     this.list.setAttribute('aria-label', 'Cell executions of this notebook');
-    this.poll = new Poll({
-      auto: true,
-      factory: () => this.tick(),
-      frequency: { interval: 1000, backoff: false },
-      name: 'nbmlops:notebook',
-      standby: () => (this.isVisible ? 'when-hidden' : true)
-    });
+    this.poll = viewPoll(this, 'notebook', 1000, () => this.tick(), true);
     ctx.notebookChanged.connect(() => {
       if (this.ctx.currentPath() !== this.path) {
         void this.poll.refresh();

@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 import { StoreGate, requestAPI, segment } from './api';
 import { IPanelContext } from './context';
 import { clear, formatDuration, formatTime, formatValue, h, message, s, showBanner } from './dom';
+import { viewPoll } from './polling';
 import { Comparison, RunDetail, RunPage, RunSummary } from './types';
 
 const PAGE = 50;
@@ -68,13 +69,7 @@ export class RunsView extends Widget {
     this.node.appendChild(this.pager);
     this.node.appendChild(h('div', { class: 'nbmlops-toolbar' }, this.compareButton));
     this.node.appendChild(this.details);
-    this.poll = new Poll({
-      auto: false,
-      factory: () => this.fetch(),
-      frequency: { interval: 5000, backoff: false },
-      name: 'nbmlops:runs',
-      standby: () => (this.isVisible ? 'when-hidden' : true)
-    });
+    this.poll = viewPoll(this, 'runs', 5000, () => this.fetch());
   }
 
   dispose(): void {

@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 
 import { NbmlopsApiError, StoreGate, postAPI, requestAPI, segment } from './api';
 import { basename, clear, formatDuration, formatTime, h, message, showBanner } from './dom';
+import { viewPoll } from './polling';
 import { FireAnswer, Schedule, ScheduleFire, ScheduleHistory, ScheduleList, SchedulerInfo } from './types';
 
 const SLOW_MS = 5000;
@@ -40,13 +41,7 @@ export class SchedulesView extends Widget {
     this.node.appendChild(this.schedulerBox);
     this.node.appendChild(this.table);
     this.node.appendChild(this.history);
-    this.poll = new Poll({
-      auto: false,
-      factory: () => this.fetch(),
-      frequency: { interval: SLOW_MS, backoff: false },
-      name: 'nbmlops:schedules',
-      standby: () => (this.isVisible ? 'when-hidden' : true)
-    });
+    this.poll = viewPoll(this, 'schedules', SLOW_MS, () => this.fetch());
   }
 
   dispose(): void {

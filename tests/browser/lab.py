@@ -13,7 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,21 @@ class LabServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+
+
+@contextmanager
+def open_lab_page(lab: LabServer) -> Iterator[LabPage]:
+    """Headless Chromium (the Debian build, never a downloaded one) on ``lab``'s page object."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(20000)
+        try:
+            yield LabPage(page, lab)
+        finally:
+            browser.close()
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from ..conftest import make_notebook
-from .lab import CHROMIUM, CHROMIUM_ARGS, LabPage, LabServer, wait_for
+from .lab import CHROMIUM, LabPage, LabServer, open_lab_page, wait_for
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "nbmlops" / "package.json"
@@ -68,14 +68,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 @pytest.fixture(scope="module")
 def ui(lab: LabServer) -> Iterator[LabPage]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(20000)
-        try:
-            yield LabPage(page, lab)
-        finally:
-            browser.close()
+    with open_lab_page(lab) as page:
+        yield page
 
 
 def recorded(lab: LabServer, notebook: str) -> int:

@@ -19,12 +19,12 @@ from nbmlops.schedule.service import add_schedule, add_trigger
 from nbmlops.store import Store
 
 from ..conftest import make_notebook
-from .lab import CHROMIUM, CHROMIUM_ARGS, LabPage, LabServer
+from .lab import CHROMIUM, LabPage, LabServer, open_lab_page
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parents[2]
@@ -68,14 +68,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 @pytest.fixture(scope="module")
 def ui(lab: LabServer) -> Iterator[LabPage]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(20000)
-        try:
-            yield LabPage(page, lab)
-        finally:
-            browser.close()
+    with open_lab_page(lab) as page:
+        yield page
 
 
 def open_schedules(ui: LabPage) -> None:
