@@ -361,7 +361,7 @@ def scheduler_command(
     """
     from .schedule.scheduler import Scheduler
 
-    store = _writable_store(ctx)
+    store = _store(ctx)  # never a new, empty store: a scheduler there would fire nothing
     sched = Scheduler(store, poll=poll, lease_ttl=lease_ttl, on_stop=on_stop,
                       misfire_grace=misfire_grace, wait_for_lease=wait_for_lease, out=sys.stderr)
     code = sched.run(once=once)

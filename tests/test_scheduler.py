@@ -655,3 +655,10 @@ def test_a_store_that_is_locked_for_a_while_does_not_stop_the_scheduler(project:
         sched.stop()
         thread.join(10)
         store.close()
+
+
+def test_the_scheduler_never_creates_an_empty_store(tmp_path: Path) -> None:
+    proc = cli("scheduler", "--once", cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "no nbmlops store" in one_line_error(proc) and "nbmlops init" in proc.stderr
+    assert not (tmp_path / ".nbmlops").exists()
