@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FIRE_FIELDS", "SCHEDULE_FIELDS", "ManualFire", "ManualFires", "ScheduleService",
-    "fire_view", "schedule_name", "schedule_view", "scheduler_view", "stop_signal", "user_name",
+    "fire_view", "schedule_name", "schedule_view", "scheduler_view", "user_name",
 ]
 
 #: Fields of a Schedule in the API (``docs/server-api.md``), in this order.
@@ -122,8 +122,6 @@ class ManualFire:
     schedule: str
     by: str
     proc: subprocess.Popen[bytes] = field(repr=False)
-    #: ``pipeline`` or ``notebook``: how to stop it (see :func:`stop_signal`)
-    target_kind: str = "pipeline"
     started: float = field(default_factory=time.time)
     ended: float | None = None
     exit_code: int | None = None
@@ -156,7 +154,7 @@ class ManualFires:
         with self._lock:
             return self._fires.get(fire_id)
 
-    def start(self, store: Store, name: str, by: str, target_kind: str = "pipeline") -> ManualFire:
+    def start(self, store: Store, name: str, by: str) -> ManualFire:
         """Fire ``name`` now; :class:`LaunchLimitError` when ``max_running`` fires run already."""
         with self._lock:
             busy = self._starting + sum(1 for f in self._fires.values() if f.running)
@@ -174,7 +172,7 @@ class ManualFires:
             with self._lock:
                 self._starting -= 1
             raise
-        fire = ManualFire(fire_id, run_id, name, by, proc, target_kind)
+        fire = ManualFire(fire_id, run_id, name, by, proc)
         with self._lock:
             self._starting -= 1
             self._fires[fire_id] = fire
@@ -211,11 +209,12 @@ class ManualFires:
                 fire.schedule, fire.run_id, status, code)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every running fire (:func:`stop_signal`), wait up to ``timeout`` s, then kill
-        what is left; the waiters record how each fire ended before the store closes."""
+        """Stop every running fire (SIGTERM: `nbmlops pipeline run` and `nbmlops run` both stop
+        their kernels and record their runs cancelled), wait up to ``timeout`` s, then kill what
+        is left; the waiters record how each fire ended before the store closes."""
         for fire in self.running():
             fire.cancel_requested = True
-            _signal(fire.proc, stop_signal(fire.target_kind))
+            _signal(fire.proc, signal.SIGTERM)
         self._join(timeout)
         for fire in self.running():
             log.warning("nbmlops: fire %d of %s did not stop in %g s: killed", fire.fire_id,
@@ -238,14 +237,6 @@ class ManualFires:
         extra = len(self._fires) - self.keep
         for fid in [fid for fid, f in self._fires.items() if not f.running][:max(0, extra)]:
             del self._fires[fid]
-
-
-def stop_signal(target_kind: str) -> int:
-    """The signal that stops a fire's process *and records its run's end*: ``nbmlops pipeline
-    run`` handles SIGTERM (kernels interrupted, runs recorded ``cancelled``); ``nbmlops run``
-    has no SIGTERM handler (it would die with its run left ``running``) but ends its run
-    (``failed``) on SIGINT, as on Ctrl-C."""
-    return signal.SIGINT if target_kind == "notebook" else signal.SIGTERM
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -292,8 +283,8 @@ class ScheduleService:
     def fire(self, name: str, by: str) -> dict[str, Any]:
         """Start a manual fire of ``name`` (whatever its pause state or overlap policy says)."""
         store = self._store()
-        sched = store.schedules.get(name)  # an unknown name is a 404 even at the limit
-        fire = self.fires.start(store, name, by, sched.target_kind)
+        store.schedules.get(name)  # an unknown name is a 404 even at the limit
+        fire = self.fires.start(store, name, by)
         return {"fire": fire.fire_id, "run_id": fire.run_id, "status": "started"}
 
     def pause(self, name: str) -> dict[str, Any]:
