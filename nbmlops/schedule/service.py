@@ -22,6 +22,7 @@ from ..errors import NbmlopsError, ScheduleError
 from .cron import parse_cron
 
 if TYPE_CHECKING:
+    from ..pipeline.spec import Pipeline
     from ..store import Store
     from ..store.entities import Schedule, ScheduleFire
 
@@ -39,10 +40,11 @@ MAX_WATCHED_FILES = 10_000
 
 
 class Target:
-    """What a schedule runs: ``kind`` is "pipeline" or "notebook"; ``path`` is absolute."""
+    """What a schedule runs: ``kind`` is "pipeline" (``pipeline`` is the loaded definition) or
+    "notebook"; ``path`` is absolute."""
 
-    def __init__(self, path: Path, kind: str, name: str) -> None:
-        self.path, self.kind, self.name = path, kind, name
+    def __init__(self, path: Path, kind: str, name: str, pipeline: Pipeline | None = None) -> None:
+        self.path, self.kind, self.name, self.pipeline = path, kind, name, pipeline
 
 
 def _is_tagged_pipeline(path: Path) -> bool:
@@ -78,7 +80,7 @@ def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | Non
 
         pipe = load_pipeline(given)  # errors name the file as the user wrote it
         resolve_step_params(pipe, params)  # unknown or mistyped parameters fail now
-        return Target(Path(os.path.normpath(pipe.path.absolute())), "pipeline", pipe.name)
+        return Target(Path(os.path.normpath(pipe.path.absolute())), "pipeline", pipe.name, pipe)
     if p.suffix.lower() == ".ipynb":
         from ..params import check_parameters
 
@@ -186,13 +188,11 @@ def add_trigger(
 
 def _check_not_own_output(tgt: Target, pattern: str) -> None:
     """Refuse a change trigger on files its own target writes: every run would fire it again."""
-    if tgt.kind != "pipeline":
+    pipe = tgt.pipeline
+    if pipe is None:
         return
     from pathlib import PurePath
 
-    from ..pipeline.spec import load_pipeline
-
-    pipe = load_pipeline(tgt.path)
     existing = set(watched_paths(pattern))
     for name, step in pipe.steps.items():
         for out in step.outputs:
