@@ -303,7 +303,7 @@ def _use_wal(engine: Engine, location: StoreLocation) -> None:
 
 #: The newest migration revision. Only a fast path: a store at this revision opens without
 #: importing Alembic; any other revision goes through Alembic (a test keeps this in step).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def _stored_revision(engine: Engine) -> str | None:
@@ -366,3 +366,24 @@ def ensure_schema(
             raise map_db_error(exc, location) from exc
         except SQLAlchemyError as exc:
             raise map_db_error(exc, location) from exc
+
+
+def insert_ignore(s: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """INSERT that does nothing when a unique key already exists (another writer won the race)."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        s.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        s.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
+    else:  # other backends: a savepoint around a plain insert
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with s.begin_nested():
+                s.add(model(**values))
+        except IntegrityError:
+            pass

@@ -23,6 +23,7 @@ __all__ = [
     "Schedule",
     "ScheduleFire",
     "SchedulerLease",
+    "Validation",
 ]
 
 RUN_SOURCES = ("interactive", "papermill", "pipeline", "schedule")
@@ -255,3 +256,24 @@ class SchedulerLease(_Record):
     pid: int | None
     acquired_at: float
     expires_at: float
+
+
+@dataclass(frozen=True)
+class Validation(_Record):
+    """One validation of a dataset against a reference (or a saved schema) and its outcome."""
+
+    id: int
+    run_id: str | None
+    cell_seq: int | None
+    data_label: str
+    data_fingerprint: str | None
+    dataset_artifact_id: int | None
+    reference_label: str
+    reference_artifact_id: int | None
+    schema_artifact_id: int | None
+    passed: bool
+    rows: int | None
+    #: [{"column", "check", "expected", "observed"}]
+    violations: list[dict[str, Any]]
+    summary: dict[str, Any]
+    created_at: float

@@ -324,3 +324,148 @@ class SchedulerLeaseRow(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     acquired_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+# -- model registry (migration 0004) ---------------------------------------------------------
+
+
+class RegisteredModelRow(Base):
+    """A registered model name: the versions and aliases hang off it."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersionRow(Base):
+    """One version of a registered model: a content-addressed file plus where it came from.
+
+    ``digest`` is the SHA-256 of the stored file (checked before every load); ``run_id`` and
+    ``cell_execution_id`` tie it to the lineage capture recorded; ``signature`` holds the input
+    columns/dtypes and output kind inferred from the data it was fitted on."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(80))
+    format: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    stored_path: Mapped[str] = mapped_column(Text)
+    source_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_class: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    cell_execution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="SET NULL"), nullable=True
+    )
+    artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), nullable=True
+    )
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: params, metrics, training data references and anything else worth keeping with it
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        Index("ix_model_versions_run_id", "run_id"),
+        Index("ix_model_versions_digest", "digest"),
+    )
+
+
+class ModelAliasRow(Base):
+    """An alias (``champion``, ``challenger``, any name) pointing at one version of a model."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_model_aliases_version_id", "version_id"),)
+
+
+class ModelEventRow(Base):
+    """The registry's audit log: every change (register, alias moves, promotions, rollbacks,
+    removals, gate decisions) with who, where, when and why."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_model_events_model_id_id", "model_id", "id"),)
+
+
+# -- data validation (migration 0004) ---------------------------------------------------------
+
+
+class ValidationRow(Base):
+    """One validation of a dataset against a reference or saved schema, and what it found.
+
+    ``dataset_artifact_id`` is the data checked (when it is a recorded file), ``reference_
+    artifact_id`` the reference dataset, ``schema_artifact_id`` the stored schema (a JSON file in
+    the content-addressed artifact directory). ``run_id``/``cell_execution_id`` say where it ran,
+    so lineage shows "validated against"."""
+
+    __tablename__ = "validations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), nullable=True
+    )
+    cell_execution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cell_executions.id", ondelete="SET NULL"), nullable=True
+    )
+    cell_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    data_label: Mapped[str] = mapped_column(Text)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    dataset_artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), nullable=True
+    )
+    reference_label: Mapped[str] = mapped_column(Text)
+    reference_artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), nullable=True
+    )
+    schema_artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), nullable=True
+    )
+    passed: Mapped[bool] = mapped_column(Boolean)
+    rows: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: [{"column", "check", "expected", "observed"}]
+    violations: Mapped[list[Any]] = mapped_column(JSON)
+    #: per-feature drift statistics, thresholds, sample size
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_validations_run_id_cell_seq", "run_id", "cell_seq"),
+        Index("ix_validations_dataset_artifact_id", "dataset_artifact_id"),
+        Index("ix_validations_reference_artifact_id", "reference_artifact_id"),
+    )

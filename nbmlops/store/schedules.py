@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import NotFoundError, ScheduleError
-from .engine import SessionManager
+from .engine import SessionManager, insert_ignore
 from .entities import Schedule, ScheduleFire, SchedulerLease
 from .models import RunRow, ScheduleFireRow, SchedulerLeaseRow, ScheduleRow
 
@@ -332,11 +332,10 @@ class ScheduleRepo:
         """Take the lease when it is free, expired, already ours, or held by ``steal_from``
         (a holder known to be dead). One conditional UPDATE decides: two schedulers racing for
         it cannot both win, on SQLite or PostgreSQL."""
-        from .store import _insert_ignore
 
         def work(s: Session) -> bool:
             now = time.time()
-            _insert_ignore(s, SchedulerLeaseRow, {
+            insert_ignore(s, SchedulerLeaseRow, {
                 "name": LEASE_NAME, "holder": None, "host": None, "pid": None,
                 "acquired_at": 0.0, "expires_at": 0.0})
             free = or_(SchedulerLeaseRow.holder.is_(None), SchedulerLeaseRow.expires_at < now,

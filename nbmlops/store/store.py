@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,14 @@ from ..config import StoreLocation, resolve_location
 from ..errors import AmbiguousIdError, InvalidArgumentError, NotFoundError
 from ..redact import clip, redact_mapping
 from .artifacts import ArtifactDir
-from .engine import SessionManager, ensure_schema, make_engine, sqlite_closed, sqlite_opened
+from .engine import (
+    SessionManager,
+    ensure_schema,
+    insert_ignore,
+    make_engine,
+    sqlite_closed,
+    sqlite_opened,
+)
 from .entities import (
     RUN_SOURCES,
     RUN_STATUSES,
@@ -42,7 +49,9 @@ from .entities import (
 )
 
 if TYPE_CHECKING:
+    from .registry import RegistryRepo
     from .schedules import ScheduleRepo
+    from .validations import ValidationRepo
 from .models import (
     ArtifactEdgeRow,
     ArtifactRow,
@@ -57,6 +66,7 @@ from .models import (
     TagRow,
     VariableEdgeRow,
 )
+from .rows import artifact_row_id, cell_ids_by_seq, chunks
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +81,10 @@ RUN_SORT_KEYS = {
     "status": RunRow.status,
     "notebook": RunRow.notebook_path,
 }
-_IN_CHUNK = 500
 
 
 def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
 
 
 def _like_literal(text: str) -> str:
@@ -90,27 +94,6 @@ def _like_literal(text: str) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _insert_ignore(s: Session, model: type[Any], values: dict[str, Any]) -> None:
-    """INSERT that does nothing when a unique key already exists (another writer won the race)."""
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        s.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        s.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
-    else:  # other backends: a savepoint around a plain insert
-        from sqlalchemy.exc import IntegrityError
-
-        try:
-            with s.begin_nested():
-                s.add(model(**values))
-        except IntegrityError:
-            pass
 
 
 def _to_artifact(row: ArtifactRow) -> Artifact:
@@ -152,6 +135,8 @@ class Store:
         self.artifacts = ArtifactDir(location.artifact_root)
         self._experiment_ids: dict[str, int] = {}
         self._schedules: ScheduleRepo | None = None
+        self._registry: RegistryRepo | None = None
+        self._validations: ValidationRepo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -188,7 +173,7 @@ class Store:
         query = select(ExperimentRow.id).where(ExperimentRow.name == name)
         exp_id = session.scalar(query)
         if exp_id is None:
-            _insert_ignore(session, ExperimentRow, {"name": name, "created_at": time.time()})
+            insert_ignore(session, ExperimentRow, {"name": name, "created_at": time.time()})
             exp_id = session.scalar(query)
         assert exp_id is not None
         self._experiment_ids[name] = exp_id
@@ -360,7 +345,7 @@ class Store:
         def work(s: Session) -> list[int]:
             todo = list(records)
             if skip_existing:
-                have = self._cell_ids_by_seq(s, run_id, [r.seq for r in todo])
+                have = cell_ids_by_seq(s, run_id, [r.seq for r in todo])
                 todo = [r for r in todo if r.seq not in have]
             return self._record_cells(s, run_id, todo) if todo else []
 
@@ -370,47 +355,13 @@ class Store:
         with self._sessions.read() as s:
             return s.get(RunRow, run_id) is not None
 
-    def _cell_ids_by_seq(self, s: Session, run_id: str, seqs: Iterable[int]) -> dict[int, int]:
-        wanted = sorted(set(seqs))
-        out: dict[int, int] = {}
-        for chunk in _chunks(wanted):
-            for seq, cid in s.execute(
-                select(CellExecutionRow.seq, CellExecutionRow.id).where(
-                    CellExecutionRow.run_id == run_id, CellExecutionRow.seq.in_(chunk)
-                )
-            ):
-                out[seq] = cid
-        return out
-
-    def _artifact_id(self, s: Session, io: ArtifactIO) -> int:
-        query = select(ArtifactRow).where(
-            ArtifactRow.uri == io.uri, ArtifactRow.fingerprint == io.fingerprint
-        )
-        row = s.scalar(query)
-        if row is None:
-            _insert_ignore(s, ArtifactRow, {
-                "uri": io.uri,
-                "kind": io.kind,
-                "fingerprint": io.fingerprint,
-                "size": io.size,
-                "schema": io.schema,
-                "created_at": time.time(),
-            })
-            row = s.scalar(query)
-            assert row is not None
-        elif io.schema and not row.schema:
-            row.schema = io.schema
-        if io.kind != "file" and row.kind == "file":
-            row.kind = io.kind
-        return row.id
-
     def _record_cells(self, s: Session, run_id: str, records: Sequence[CellRecord]) -> list[int]:
         """Insert a batch of cell records with a handful of multi-row statements."""
         sources = {source_hash(r.source): r.source for r in records}
         have = set(s.scalars(select(CellSourceRow.hash).where(CellSourceRow.hash.in_(list(sources)))))
         for h, src in sources.items():
             if h not in have:
-                _insert_ignore(s, CellSourceRow, {"hash": h, "source": src})
+                insert_ignore(s, CellSourceRow, {"hash": h, "source": src})
         s.execute(
             insert(CellExecutionRow),
             [
@@ -432,7 +383,7 @@ class Store:
             ],
         )
         seqs = {r.seq for r in records} | {q for r in records for q in r.var_sources.values()}
-        ids = self._cell_ids_by_seq(s, run_id, seqs)
+        ids = cell_ids_by_seq(s, run_id, seqs)
         var_rows = [
             {
                 "run_id": run_id,
@@ -451,7 +402,7 @@ class Store:
             {
                 "run_id": run_id,
                 "cell_execution_id": ids[r.seq],
-                "artifact_id": self._artifact_id(s, io),
+                "artifact_id": artifact_row_id(s, io),
                 "direction": io.direction,
                 "via": io.via,
             }
@@ -507,13 +458,13 @@ class Store:
         )
 
         def work(s: Session) -> Artifact:
-            aid = self._artifact_id(s, io)
+            aid = artifact_row_id(s, io)
             art = s.get(ArtifactRow, aid)
             assert art is not None
             art.stored_path = str(stored)
             cid = None
             if cell_seq is not None:
-                cid = self._cell_ids_by_seq(s, run_id, [cell_seq]).get(cell_seq)
+                cid = cell_ids_by_seq(s, run_id, [cell_seq]).get(cell_seq)
             s.add(
                 ArtifactEdgeRow(
                     run_id=run_id,
@@ -558,7 +509,7 @@ class Store:
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         metrics: dict[str, dict[str, float]] = defaultdict(dict)
         counts: dict[str, int] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for p in s.scalars(select(ParamRow).where(ParamRow.run_id.in_(chunk))):
                 params[p.run_id][p.key] = p.value
             for t in s.scalars(select(TagRow).where(TagRow.run_id.in_(chunk))):
@@ -740,7 +691,7 @@ class Store:
         mets: dict[int, list[MetricValue]] = defaultdict(list)
         pars: dict[int, dict[str, str]] = defaultdict(dict)
         seq_of = {r.id: r.seq for r, _ in rows}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for edge, art in s.execute(
                 select(ArtifactEdgeRow, ArtifactRow)
                 .join(ArtifactRow, ArtifactEdgeRow.artifact_id == ArtifactRow.id)
@@ -850,6 +801,26 @@ class Store:
 
             self._schedules = ScheduleRepo(self._sessions)
         return self._schedules
+
+    # -- model registry and data validations ----------------------------------------------------
+
+    @property
+    def registry(self) -> RegistryRepo:
+        """Registered models, their versions, aliases and audit events."""
+        if self._registry is None:
+            from .registry import RegistryRepo
+
+            self._registry = RegistryRepo(self._sessions)
+        return self._registry
+
+    @property
+    def validations(self) -> ValidationRepo:
+        """Data validation results, linked to runs, cells and artifact versions."""
+        if self._validations is None:
+            from .validations import ValidationRepo
+
+            self._validations = ValidationRepo(self._sessions)
+        return self._validations
 
     # -- lineage --------------------------------------------------------------------------------
 
