@@ -20,7 +20,7 @@ from .errors import (
     StoreUnavailableError,
     StoreVersionError,
 )
-from .extension import load_ipython_extension, unload_ipython_extension
+from .notebook.extension import load_ipython_extension, unload_ipython_extension
 
 if TYPE_CHECKING:
     from .api import (

@@ -23,7 +23,7 @@ from traitlets.config import Config
 from nbmlops.capture.session import active_session
 from nbmlops.errors import InvalidArgumentError, NotFoundError
 from nbmlops.execute import ExecutionResult, execute_notebook
-from nbmlops.magics import SUBCOMMANDS
+from nbmlops.notebook.magics import SUBCOMMANDS
 from nbmlops.slicing import SliceResult, notebook_for, slice_run, write_notebook
 from nbmlops.store import Store
 

@@ -14,20 +14,8 @@ from IPython.lib.pretty import pretty
 from traitlets.config import Config
 
 from nbmlops.capture.session import CaptureSession, active_session
-from nbmlops.magics import SUBCOMMANDS, MlopsMagics
-from nbmlops.store import Store
-from nbmlops.store.entities import (
-    Artifact,
-    CellExecution,
-    Comparison,
-    Estimator,
-    LineageEdge,
-    LineageGraph,
-    LineageNode,
-    MetricValue,
-    Run,
-)
-from nbmlops.widgets import (
+from nbmlops.notebook.magics import SUBCOMMANDS, MlopsMagics
+from nbmlops.notebook.widgets import (
     ComparisonView,
     HistoryView,
     LineageView,
@@ -46,6 +34,18 @@ from nbmlops.widgets import (
     sort_runs,
     status_html,
     status_text,
+)
+from nbmlops.store import Store
+from nbmlops.store.entities import (
+    Artifact,
+    CellExecution,
+    Comparison,
+    Estimator,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+    MetricValue,
+    Run,
 )
 
 EXPECTED_SUBCOMMANDS = ["status", "start", "stop", "pause", "resume", "history", "runs", "show",

@@ -223,7 +223,7 @@ def test_render_is_pure_and_imports_no_ui() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     assert not {m for m in imported
-                if m.startswith(("ipywidgets", "IPython", "click", "widgets", "nbmlops.widgets"))}
+                if m.startswith(("ipywidgets", "IPython", "click", "widgets", "nbmlops.notebook"))}
     assert "open(" not in Path(render_module.__file__).read_text()
 
 

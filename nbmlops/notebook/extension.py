@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def load_ipython_extension(shell: Any) -> None:
-    from .capture.session import CaptureSession, active_session
+    from ..capture.session import CaptureSession, active_session
 
     if active_session() is not None:
         return
@@ -58,7 +58,7 @@ def _env_tags() -> dict[str, str] | None:
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    from .capture.session import active_session
+    from ..capture.session import active_session
 
     session = active_session()
     if session is not None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._format import (
+from .._format import (
     comparison_table,
     environment_summary,
     format_duration,
@@ -40,7 +40,7 @@ from ._format import (
 if TYPE_CHECKING:
     import ipywidgets
 
-    from .store.entities import CellExecution, Comparison, LineageGraph, LineageNode, Run
+    from ..store.entities import CellExecution, Comparison, LineageGraph, LineageNode, Run
 
 __all__ = [
     "Markup",
@@ -976,7 +976,7 @@ def _trim(graph: LineageGraph, max_nodes: int) -> LineageGraph:
     """At most ``max_nodes`` nodes, the nearest to the root first (breadth-first)."""
     if len(graph.nodes) <= max_nodes:
         return graph
-    from .store.entities import LineageGraph as Graph
+    from ..store.entities import LineageGraph as Graph
 
     near: dict[str, list[str]] = defaultdict(list)
     for e in graph.edges:

@@ -32,11 +32,11 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, Int
 from traitlets.config import Configurable
 
-from .errors import NbmlopsError
+from ..errors import NbmlopsError
 
 if TYPE_CHECKING:
-    from .capture.session import CaptureSession
-    from .store import Store
+    from ..capture.session import CaptureSession
+    from ..store import Store
 
 __all__ = ["MlopsMagics", "SUBCOMMANDS", "Subcommand"]
 
@@ -75,7 +75,7 @@ def _arg(*flags: str, **options: Any) -> ArgSpec:
 
 
 def _session() -> CaptureSession | None:
-    from .capture.session import active_session
+    from ..capture.session import active_session
 
     return active_session()
 
@@ -88,7 +88,7 @@ def _require_session() -> CaptureSession:
 
 
 def _store() -> Store:
-    from .query import default_store
+    from ..query import default_store
 
     return default_store()
 
@@ -109,7 +109,7 @@ def _run_or_current(run: str | None, what: str) -> str:
 
 
 def _describe(session: CaptureSession) -> str:
-    from ._format import short_id
+    from .._format import short_id
 
     exp = f" in experiment {session.run_experiment!r}" if session.run_experiment else ""
     return f"run {session.run_name!r} ({short_id(session.run_id)}){exp}"
@@ -124,7 +124,7 @@ def _cmd_status(m: MlopsMagics, args: argparse.Namespace) -> Any:
     session = _session()
     if session is not None:
         return StatusView(session.status())
-    from .config import resolve_location
+    from ..config import resolve_location
 
     return StatusView({"state": None, "store": resolve_location().describe()})
 
@@ -225,8 +225,8 @@ def _cmd_lineage(m: MlopsMagics, args: argparse.Namespace) -> Any:
 
 
 def _cmd_export(m: MlopsMagics, args: argparse.Namespace) -> None:
-    from .environment import find_notebook_path
-    from .slicing import export_notebook
+    from ..environment import find_notebook_path
+    from ..slicing import export_notebook
 
     rid = _run_or_current(args.run, "export TARGET -o NOTEBOOK")
     # the notebook open in this kernel is never overwritten, whichever run is exported
