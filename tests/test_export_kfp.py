@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from nbmlops.pipeline.spec import load_pipeline
+from nbmlops.pipeline.load import load_pipeline
 
 from ._scripts import BIN, clean_env, nbmlops, one_line_error
 from .conftest import make_notebook

@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from nbmlops.config import resolve_location
+from nbmlops.pipeline.load import load_pipeline
 from nbmlops.pipeline.runner import PipelineResult, PipelineRunner
-from nbmlops.pipeline.spec import load_pipeline
 from nbmlops.store import Store
 
 from ._scripts import clean_env, nbmlops, script

@@ -14,12 +14,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from nbmlops.errors import InvalidArgumentError
+from nbmlops.pipeline.load import load_pipeline
 from nbmlops.pipeline.spec import (
     PIPELINE_SCHEMA,
     Pipeline,
     PipelineError,
     Step,
-    load_pipeline,
     load_pipeline_yaml,
     parse_duration,
     validate_pipeline_yaml,

@@ -54,8 +54,8 @@ def load_for_export(definition: Path, project_dir: Path | None = None) -> Export
     one-line error; then place it in its project directory: ``project_dir``, else the nearest
     directory above the pipeline holding ``.nbmlops/``, else the pipeline's own directory."""
     from ..config import find_project_dir
+    from ..pipeline.load import load_pipeline
     from ..pipeline.runner import resolve_step_params
-    from ..pipeline.spec import load_pipeline
 
     pipeline = load_pipeline(definition)
     order = pipeline.topological_order()

@@ -8,7 +8,7 @@ papermill with the nbmlops engine. Two forms produce the same model:
 * one notebook whose cells carry ``step:NAME`` / ``after:NAME`` tags
   (:func:`nbmlops.pipeline.split.load_tagged_notebook`).
 
-:func:`load_pipeline` picks the form from the file name.
+:func:`nbmlops.pipeline.load.load_pipeline` picks the form from the file name.
 
 Every :class:`PipelineError` raised while loading is one line,
 ``FILE:LINE:COLUMN: WHERE: WHAT`` (``WHERE`` is the dotted path of the offending node, e.g.
@@ -41,7 +41,6 @@ __all__ = [
     "Step",
     "Pipeline",
     "PipelineError",
-    "load_pipeline",
     "load_pipeline_yaml",
     "validate_pipeline_yaml",
     "parse_duration",
@@ -800,26 +799,3 @@ def load_pipeline_yaml(path: str | Path) -> Pipeline:
         raise PipelineError(problems[0] + suffix)
     assert pipeline is not None
     return pipeline
-
-
-def load_pipeline(path: str | Path) -> Pipeline:
-    """``*.yaml``/``*.yml`` -> :func:`load_pipeline_yaml`; ``*.ipynb`` -> the tagged-notebook
-    form. A directory means its ``pipeline.yaml`` (or ``pipeline.yml``). Anything else, or a
-    missing file: :class:`PipelineError`."""
-    p = Path(path)
-    if p.is_dir():
-        for candidate in ("pipeline.yaml", "pipeline.yml"):
-            if (p / candidate).is_file():
-                return load_pipeline_yaml(p / candidate)
-        raise PipelineError(f"{path}: no pipeline.yaml in this directory")
-    if not p.exists():
-        raise PipelineError(f"{path}: no such file")
-    suffix = p.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return load_pipeline_yaml(path)
-    if suffix == ".ipynb":
-        from .split import load_tagged_notebook
-
-        return load_tagged_notebook(path)
-    raise PipelineError(f"{path}: not a pipeline definition (expected a .yaml/.yml file or a "
-                        "tagged .ipynb notebook)")

@@ -75,8 +75,8 @@ def resolve_target(path: str | os.PathLike[str], params: Mapping[str, Any] | Non
     if p.is_dir() or p.suffix.lower() in (".yaml", ".yml") or (
         p.suffix.lower() == ".ipynb" and _is_tagged_pipeline(p)
     ):
+        from ..pipeline.load import load_pipeline
         from ..pipeline.runner import resolve_step_params
-        from ..pipeline.spec import load_pipeline
 
         pipe = load_pipeline(given)  # errors name the file as the user wrote it
         resolve_step_params(pipe, params)  # unknown or mistyped parameters fail now

@@ -4,7 +4,7 @@ a pipeline run, derived from the store.
 Definitions are found by a bounded scan of the server root (``pipeline.yaml``/``pipeline.yml``
 and ``*.pipeline.yaml``; hidden directories, ``node_modules`` and ``.nbmlops`` skipped) and,
 for tagged notebooks, through the ``nbmlops.pipeline_path`` tag of recorded pipeline runs. A
-definition is loaded with the core's :func:`~nbmlops.pipeline.spec.load_pipeline` and checked
+definition is loaded with the core's :func:`~nbmlops.pipeline.load.load_pipeline` and checked
 like ``nbmlops pipeline validate``; the result is cached until a file it was read from changes.
 
 A step's state comes from its child runs (tag ``nbmlops.step``, else the run name
@@ -207,8 +207,8 @@ class DefinitionCache:
 
 def _load(path: Path) -> Definition:
     from ..params import declared_parameters
+    from ..pipeline.load import load_pipeline
     from ..pipeline.runner import INJECTED, resolve_step_params
-    from ..pipeline.spec import load_pipeline
 
     try:
         pipe = load_pipeline(path)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._common import json_option
+
 if TYPE_CHECKING:
-    from .store.entities import Schedule, ScheduleFire
+    from ..store.entities import Schedule, ScheduleFire
 
 __all__ = ["schedule_group", "trigger_group", "scheduler_command"]
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 params_option = click.option(
     "-p", "--param", "param_pairs", nargs=2, multiple=True, metavar="NAME VALUE",
     help="Parameter for every run it starts (checked against the notebooks now). Repeatable.")
@@ -35,15 +36,15 @@ target_arg = click.argument("target", metavar="PIPELINE_OR_NOTEBOOK",
 
 
 def _store(ctx: click.Context) -> Any:
-    from .cli import _store as open_store
+    from ._common import store_from as open_store
 
     return open_store(ctx)
 
 
 def _writable_store(ctx: click.Context) -> Any:
     """The store, created when missing (adding a schedule is a first use like a run)."""
-    from .cli import CliState
-    from .store import Store
+    from ..store import Store
+    from ._common import CliState
 
     state = ctx.find_object(CliState)
     assert state is not None
@@ -53,13 +54,13 @@ def _writable_store(ctx: click.Context) -> Any:
 
 
 def _echo_json(value: Any) -> None:
-    from . import _format
+    from .. import _format
 
     click.echo(_format.to_json(value))
 
 
 def _when(ts: float | None) -> str:
-    from . import _format
+    from .. import _format
 
     return _format.format_timestamp(ts) if ts else "-"
 
@@ -72,8 +73,8 @@ def _last(f: ScheduleFire | None) -> str:
 
 
 def _table(items: Sequence[Schedule], triggers: bool) -> str:
-    from . import _format
-    from .schedule.cron import local_iso
+    from .. import _format
+    from ..schedule.cron import local_iso
 
     rows: list[list[Any]] = []
     for s in items:
@@ -96,7 +97,7 @@ def _table(items: Sequence[Schedule], triggers: bool) -> str:
 
 
 def _print_schedule(s: Schedule, as_json: bool, verb: str) -> None:
-    from .schedule.service import schedule_dict
+    from ..schedule.service import schedule_dict
 
     if as_json:
         _echo_json(schedule_dict(s))
@@ -104,7 +105,7 @@ def _print_schedule(s: Schedule, as_json: bool, verb: str) -> None:
     what = "schedule" if s.kind == "cron" else "trigger"
     line = f"{verb} {what} {s.name}: {s.target}"
     if s.kind == "cron" and s.next_fire_at is not None and not s.paused:
-        from .schedule.cron import parse_cron
+        from ..schedule.cron import parse_cron
 
         line += f"; next fire {parse_cron(s.cron or '', s.timezone).local_iso(s.next_fire_at)}"
     click.echo(line)
@@ -144,7 +145,7 @@ def schedule_add(
     parameter. Daylight-saving changes: a time skipped by spring-forward fires at the first
     valid instant; a fixed-hour time repeated by fall-back fires once.
     """
-    from .schedule.service import add_schedule
+    from ..schedule.service import add_schedule
 
     store = _writable_store(ctx)
     sched = add_schedule(store, target, cron=cron, tz=tz, params=dict(param_pairs), name=name,
@@ -153,7 +154,7 @@ def schedule_add(
 
 
 def _ls(ctx: click.Context, kinds: Sequence[str], as_json: bool, triggers: bool) -> None:
-    from .schedule.service import list_schedules, schedule_dict
+    from ..schedule.service import list_schedules, schedule_dict
 
     items = list_schedules(_store(ctx), kinds)
     if as_json:
@@ -178,7 +179,7 @@ def _simple(verb: str, doc: str, group: click.Group) -> None:
     @json_option
     @click.pass_context
     def command(ctx: click.Context, name: str, as_json: bool) -> None:
-        from .schedule import service
+        from ..schedule import service
 
         store = _store(ctx)
         fn = {"pause": service.pause, "resume": service.resume, "rm": service.remove}[verb]
@@ -192,8 +193,8 @@ _simple("rm", "Remove NAME and its fire history (the runs stay in the store).", 
 
 
 def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
-    from . import _format
-    from .schedule.service import fire_dict, history
+    from .. import _format
+    from ..schedule.service import fire_dict, history
 
     fires = history(_store(ctx), name, limit)
     if as_json:
@@ -265,7 +266,7 @@ def trigger_add(
 
     A change trigger remembers the fingerprints the files have now: only later changes fire.
     """
-    from .schedule.service import add_trigger
+    from ..schedule.service import add_trigger
 
     store = _writable_store(ctx)
     trig = add_trigger(store, target, on_change=on_change, after=after, params=dict(param_pairs),
@@ -302,8 +303,8 @@ def trigger_fire(ctx: click.Context, name: str, no_wait: bool, as_json: bool) ->
     """
     import getpass
 
-    from .errors import ExecutionFailedError
-    from .schedule.scheduler import fire_now, start_fire
+    from ..errors import ExecutionFailedError
+    from ..schedule.scheduler import fire_now, start_fire
 
     store = _store(ctx)
     try:
@@ -359,7 +360,7 @@ def scheduler_command(
     scheduler left running are marked failed (their fire: abandoned) and due times are not
     fired twice.
     """
-    from .schedule.scheduler import Scheduler
+    from ..schedule.scheduler import Scheduler
 
     store = _store(ctx)  # never a new, empty store: a scheduler there would fire nothing
     sched = Scheduler(store, poll=poll, lease_ttl=lease_ttl, on_stop=on_stop,

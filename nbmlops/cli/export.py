@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._common import json_option
+
 if TYPE_CHECKING:
-    from .pipeline.runner import PipelineResult, StepRunner
+    from ..pipeline.runner import PipelineResult, StepRunner
 
 __all__ = ["export_group", "register_pipeline_commands"]
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 pipeline_arg = click.argument(
     "definition", metavar="PIPELINE", type=click.Path(exists=True, path_type=Path)
 )
@@ -42,7 +43,7 @@ retry_delay_option = click.option(
 
 def _store_url() -> str | None:
     """The root group's --store (None when not given)."""
-    from .cli import CliState
+    from ._common import CliState
 
     state = click.get_current_context().find_object(CliState)
     return state.store_url if state is not None else None
@@ -92,15 +93,15 @@ def export_airflow_command(
     \b
     --json prints {"path", "dag_id", "tasks", "schedule"}.
     """
-    from . import _format
-    from .orchestrators.airflow import export_airflow
-    from .orchestrators.common import load_for_export
+    from .. import _format
+    from ..orchestrators.airflow import export_airflow
+    from ..orchestrators.common import load_for_export
 
     src = load_for_export(definition, project_dir)
     if cron is None:
         cron, tz = _stored_schedule(src.pipeline.path, schedule_name, tz)
     elif schedule_name is not None:
-        from .errors import InvalidArgumentError
+        from ..errors import InvalidArgumentError
 
         raise InvalidArgumentError("give --cron or --schedule, not both")
     done = export_airflow(src, dags_dir, dag_id=dag_id, nbmlops_command=nbmlops_command,
@@ -121,9 +122,9 @@ def _stored_schedule(
     pipeline) from the store, if there is a store; ``(None, tz)`` when there is none."""
     import os
 
-    from .config import resolve_location
-    from .errors import InvalidArgumentError
-    from .store import Store
+    from ..config import resolve_location
+    from ..errors import InvalidArgumentError
+    from ..store import Store
 
     loc = resolve_location(_store_url(), start=pipeline_path.parent)
     if loc.sqlite_path is not None and not loc.sqlite_path.exists():
@@ -180,9 +181,9 @@ def export_kfp_command(
     \b
     --json prints {"path", "name", "tasks", "image", "inputs"}.
     """
-    from . import _format
-    from .orchestrators.common import load_for_export
-    from .orchestrators.kfp import export_kfp
+    from .. import _format
+    from ..orchestrators.common import load_for_export
+    from ..orchestrators.kfp import export_kfp
 
     src = load_for_export(definition, project_dir)
     done = export_kfp(src, output, image=image, nbmlops_command=nbmlops_command,
@@ -220,9 +221,9 @@ def _step_runner(
     definition: Path, parent_key: str, param_pairs: Sequence[tuple[str, str]],
     params_json: str | None, orchestrator: str | None, **kw: Any,
 ) -> StepRunner:
-    from .errors import InvalidArgumentError, StoreUnavailableError
-    from .pipeline.runner import StepRunner
-    from .pipeline.spec import load_pipeline
+    from ..errors import InvalidArgumentError, StoreUnavailableError
+    from ..pipeline.load import load_pipeline
+    from ..pipeline.runner import StepRunner
 
     overrides: dict[str, Any] = {}
     if params_json:
@@ -281,9 +282,9 @@ def register_pipeline_commands(pipeline_group: click.Group) -> None:
         --json prints {"pipeline_run_id", "step", "state", "run_id", "attempt", "duration",
         "error", "failed_cell_index", "output_notebook", "cached_from"}.
         """
-        from . import _format
-        from .cli import CliError
-        from .errors import ExecutionFailedError
+        from .. import _format
+        from ..errors import ExecutionFailedError
+        from ._common import CliError
 
         runner = _step_runner(definition, parent_key, param_pairs, params_json, orchestrator,
                               force=[step_name] if force else False, kernel_name=kernel_name)
@@ -334,8 +335,8 @@ def register_pipeline_commands(pipeline_group: click.Group) -> None:
         --json prints {"run_id", "pipeline", "status", "duration", "steps": [{"name", "state",
         "run_id", "attempts", "duration", "error", "output_notebook", "cached_from"}]}.
         """
-        from . import _format
-        from .pipeline.progress import summary_table
+        from .. import _format
+        from ..pipeline.progress import summary_table
 
         runner = _step_runner(definition, parent_key, param_pairs, params_json, orchestrator)
         result = runner.finish()
@@ -356,8 +357,8 @@ def register_pipeline_commands(pipeline_group: click.Group) -> None:
 
 
 def _raise_for(result: PipelineResult) -> None:
-    from .cli import CliError
-    from .errors import ExecutionFailedError
+    from ..errors import ExecutionFailedError
+    from ._common import CliError
 
     if result.status == "cancelled":
         raise CliError(f"pipeline {result.pipeline} cancelled (run {result.run_id[:8]} is "
