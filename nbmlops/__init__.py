@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .query import compare, get_run, history, lineage, runs
     from .slicing import export_notebook
     from .store import Store, open_store
+    from .validation import validate
 
 __all__ = [
     "__version__",
@@ -53,6 +54,7 @@ __all__ = [
     "lineage",
     "compare",
     "export_notebook",
+    "validate",
     "Store",
     "open_store",
     "NbmlopsError",
@@ -71,6 +73,7 @@ _LAZY = {
     "log_artifact": "api", "set_tag": "api", "set_tags": "api",
     "runs": "query", "get_run": "query", "history": "query", "lineage": "query",
     "compare": "query", "export_notebook": "slicing", "Store": "store", "open_store": "store",
+    "validate": "validation",
 }
 
 

@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..store.entities import ArtifactIO, CellRecord, Estimator, MetricValue
-from .writer import Batch, Cells, EndRun, LogArtifact, Op, StartRun, UpdateRun, apply_batch
+from .writer import (
+    Batch,
+    Cells,
+    EndRun,
+    LogArtifact,
+    Op,
+    RecordValidation,
+    StartRun,
+    UpdateRun,
+    apply_batch,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -32,7 +42,7 @@ _HOST = socket.gethostname().replace("-", "_") or "host"
 
 
 def _encode(op: Op) -> dict[str, Any] | None:
-    if isinstance(op, (StartRun, Batch, EndRun, LogArtifact)):
+    if isinstance(op, (StartRun, Batch, EndRun, LogArtifact, RecordValidation)):
         return {"op": type(op).__name__, **dataclasses.asdict(op)}
     if isinstance(op, Cells):
         return {"op": "Cells", "run_id": op.run_id, "records": [_record_dict(r) for r in op.records]}
@@ -61,6 +71,8 @@ def _decode(data: dict[str, Any]) -> Op | None:
         return EndRun(data["run_id"], data["status"], data["end_time"])
     if kind == "LogArtifact":
         return LogArtifact(data["run_id"], data["path"], data["kind"], data.get("cell_seq"))
+    if kind == "RecordValidation":
+        return RecordValidation(**data)
     if kind == "UpdateRun":
         return UpdateRun.done(data["run_id"], data.get("fields") or {})
     if kind == "Cells":

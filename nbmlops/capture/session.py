@@ -40,6 +40,7 @@ from .writer import (
     JournalOnlyWriter,
     LogArtifact,
     Op,
+    RecordValidation,
     StartRun,
     UpdateRun,
     in_thread,
@@ -206,7 +207,7 @@ class CaptureSession(Configurable):
         self._parameter_cells = set(filter(None, os.environ.get("NBMLOPS_PARAMETER_CELLS", "").split(",")))
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
-        self._pending_artifacts: list[LogArtifact] = []
+        self._pending_artifacts: list[LogArtifact | RecordValidation] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -490,6 +491,18 @@ class CaptureSession(Configurable):
             self._pending_artifacts.append(LogArtifact(rid, str(p.resolve()), kind, seq))
         else:
             self._submit(LogArtifact(rid, str(p.resolve()), kind, None))
+
+    def record_validation(self, op: RecordValidation) -> str:
+        """Queue a validation's record for this run and the executing cell (written after the
+        cell's own record, so that it links to it); returns where it goes, for the result."""
+        rid = self._require_run()
+        op.run_id = rid
+        op.cell_seq = self._cell.seq if self._cell is not None else None
+        if self._cell is not None:
+            self._pending_artifacts.append(op)
+            return f"run {rid[:8]} cell {op.cell_seq}"
+        self._submit(op)
+        return f"run {rid[:8]}"
 
     # -- Tracker protocol (called by the instrumentation wrappers) -------------------------------
 

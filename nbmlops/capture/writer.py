@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import deque
@@ -23,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NbmlopsError, StoreError
 from ..fingerprint import fingerprint_file
-from ..store.entities import CellRecord, MetricValue
+from ..store.entities import ArtifactIO, CellRecord, MetricValue
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..store.entities import Validation
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BackgroundWriter", "StartRun", "UpdateRun", "Cells", "Batch", "EndRun", "LogArtifact",
-           "in_thread"]
+           "RecordValidation", "record_validation", "in_thread"]
 
 
 def in_thread(fn: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
@@ -104,7 +106,28 @@ class LogArtifact:
     cell_seq: int | None
 
 
-Op = StartRun | UpdateRun | Cells | Batch | EndRun | LogArtifact
+@dataclass
+class RecordValidation:
+    """A data validation's outcome (``nbmlops.validate``), JSON-ready: artifacts as
+    :class:`ArtifactIO` field dicts, the inferred schema as its JSON text (stored in the
+    content-addressed artifact directory when applied). ``key`` makes a replay idempotent."""
+
+    run_id: str | None
+    cell_seq: int | None
+    key: str
+    passed: bool
+    data_label: str
+    reference_label: str
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    rows: int | None = None
+    data_fingerprint: str | None = None
+    dataset: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    schema_json: str | None = None
+
+
+Op = StartRun | UpdateRun | Cells | Batch | EndRun | LogArtifact | RecordValidation
 
 
 def _transient(exc: BaseException) -> bool:
@@ -376,7 +399,10 @@ def apply_batch(store: Store, batch: list[Op], *, idempotent: bool = False) -> i
             written += len(store.record_cells(op.run_id, records, skip_existing=idempotent))
             continue
         i += 1
-        if isinstance(op, StartRun):
+        if isinstance(op, RecordValidation):
+            if not (idempotent and op.run_id is not None and not store.run_exists(op.run_id)):
+                record_validation(store, op, idempotent=idempotent)
+        elif isinstance(op, StartRun):
             if idempotent and store.run_exists(op.run_id):
                 continue
             try:
@@ -403,3 +429,34 @@ def apply_batch(store: Store, batch: list[Op], *, idempotent: bool = False) -> i
         else:  # pragma: no cover
             raise TypeError(f"unknown writer operation {op!r}")
     return written
+
+
+def record_validation(store: Store, op: RecordValidation, *, idempotent: bool = False
+                      ) -> Validation | None:
+    """Store the schema JSON as a content-addressed artifact and record the validation.
+    ``idempotent``: nothing when a validation with ``op.key`` is already recorded in the run."""
+    if idempotent and op.run_id is not None and any(
+        v.summary.get("key") == op.key for v in store.validations.for_run(op.run_id)
+    ):
+        return None
+    schema = None
+    if op.schema_json is not None:
+        root = store.artifacts.root
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".schema-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(op.schema_json)
+            digest, stored = store.artifacts.put(tmp)
+        finally:
+            os.unlink(tmp)
+        schema = ArtifactIO(uri=str(stored), direction="wrote", via="validate", kind="schema",
+                            fingerprint=f"sha256:{digest}", size=len(op.schema_json.encode()))
+    return store.validations.record(
+        passed=op.passed, data_label=op.data_label, reference_label=op.reference_label,
+        violations=op.violations, summary={**op.summary, "key": op.key}, rows=op.rows,
+        data_fingerprint=op.data_fingerprint,
+        dataset=ArtifactIO(**op.dataset) if op.dataset else None,
+        reference=ArtifactIO(**op.reference) if op.reference else None,
+        schema=schema, run_id=op.run_id, cell_seq=op.cell_seq,
+    )

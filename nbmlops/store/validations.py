@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import NotFoundError
 from .engine import SessionManager
-from .entities import ArtifactIO, Validation
-from .models import ValidationRow
+from .entities import Artifact, ArtifactIO, Validation
+from .models import ArtifactRow, ValidationRow
 from .rows import artifact_row_id, cell_ids_by_seq
 
 __all__ = ["ValidationRepo"]
@@ -103,3 +103,13 @@ class ValidationRepo:
             if row is None:
                 raise NotFoundError(f"no validation {validation_id}")
             return _validation(row)
+
+    def artifact(self, artifact_id: int) -> Artifact:
+        """One artifact version by id (a reference dataset or a stored schema), for resolving
+        ``artifact:ID`` references."""
+        with self._sessions.read() as s:
+            row = s.get(ArtifactRow, artifact_id)
+            if row is None:
+                raise NotFoundError(f"no artifact {artifact_id}")
+            return Artifact(id=row.id, uri=row.uri, kind=row.kind, fingerprint=row.fingerprint,
+                            size=row.size, schema=row.schema, stored_path=row.stored_path)
