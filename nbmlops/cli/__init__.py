@@ -62,6 +62,9 @@ for _command in (init, run_notebook, runs, pipeline_group, export_group, schedul
                  trigger_group, scheduler_command):
     cli.add_command(_command)
 register_pipeline_commands(pipeline_group)
+from .validate import validate_command  # noqa: E402
+
+cli.add_command(validate_command)
 
 
 # -- entry point --------------------------------------------------------------------------------

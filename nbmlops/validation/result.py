@@ -53,6 +53,7 @@ class ValidationResult:
             "summary": self.summary,
             "recorded": self.recorded,
             "validation_id": self.validation_id,
+            "notes": self.notes,
         }
 
     def headline(self) -> str:
