@@ -328,8 +328,8 @@ def _param_text(value: Any) -> str:
 
 
 def _pipeline_drift(plan: ReproductionPlan) -> None:
+    from .pipeline.load import load_pipeline
     from .pipeline.runner import INJECTED, resolve_step_params
-    from .pipeline.spec import load_pipeline
 
     path = plan.pipeline_path
     if path is None or not path.exists():
@@ -462,7 +462,7 @@ def reproduce(
     reproducible = status == run.status and not differences
     tags = {"nbmlops.reproducible": "yes" if reproducible else "no",
             "nbmlops.reproduce_differences": str(len(differences))}
-    if plan.drift:
+    if plan.blocking:
         tags["nbmlops.reproduce_drift"] = str(len(plan.blocking))
     store.log_batch(new_id, tags=tags)
     return ReproductionReport(run.id, new_id, plan.kind, status, reproducible, plan.drift,
@@ -500,8 +500,8 @@ def _run_notebook(store: Store, plan: ReproductionPlan, new_id: str,
 
 def _run_pipeline(store: Store, plan: ReproductionPlan, new_id: str, out_dir: Path | None,
                   on_event: Callable[[str, Any], None] | None) -> tuple[str, list[str]]:
+    from .pipeline.load import load_pipeline
     from .pipeline.runner import PipelineRunner
-    from .pipeline.spec import load_pipeline
 
     if plan.pipeline_path is None or not plan.pipeline_path.exists():
         raise NotFoundError(
