@@ -65,6 +65,9 @@ register_pipeline_commands(pipeline_group)
 from .validate import validate_command  # noqa: E402
 
 cli.add_command(validate_command)
+from .reproduce import reproduce_command  # noqa: E402
+
+cli.add_command(reproduce_command)
 
 
 # -- entry point --------------------------------------------------------------------------------
