@@ -24,6 +24,9 @@ __all__ = [
     "ScheduleFire",
     "SchedulerLease",
     "Validation",
+    "RegisteredModel",
+    "ModelVersion",
+    "ModelEvent",
 ]
 
 RUN_SOURCES = ("interactive", "papermill", "pipeline", "schedule")
@@ -276,4 +279,72 @@ class Validation(_Record):
     #: [{"column", "check", "expected", "observed"}]
     violations: list[dict[str, Any]]
     summary: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ModelVersion(_Record):
+    """One version of a registered model: a content-addressed file plus where it came from.
+
+    ``digest`` is the SHA-256 of the stored file; ``run_id``/``cell_execution_id``/``cell_seq``
+    name the run and the cell that fitted it (``cell_execution_id`` is resolved when read: a
+    headless kernel's cell records reach the store after the version); ``signature`` holds input
+    columns/dtypes and the output kind; ``aliases`` the aliases pointing at it now."""
+
+    id: int
+    model: str
+    version: int
+    digest: str
+    format: str
+    size: int | None
+    stored_path: str
+    source_uri: str | None
+    model_class: str | None
+    run_id: str | None
+    cell_execution_id: int | None
+    cell_seq: int | None
+    artifact_id: int | None
+    signature: dict[str, Any]
+    info: dict[str, Any]
+    status: str
+    created_at: float
+    created_by: str | None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel(_Record):
+    """A registered model name with its newest version, version count and aliases."""
+
+    id: int
+    name: str
+    description: str | None
+    created_at: float
+    updated_at: float
+    latest_version: int | None
+    version_count: int
+    #: alias -> version number
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelEvent(_Record):
+    """One entry of the registry's audit log: ``kind`` is register, alias, promote, rollback,
+    unalias, rm or gate; ``from_version -> to_version`` for alias moves."""
+
+    id: int
+    model: str
+    kind: str
+    alias: str | None
+    from_version: int | None
+    to_version: int | None
+    reason: str | None
+    user: str | None
+    host: str | None
+    run_id: str | None
+    details: dict[str, Any]
     created_at: float
