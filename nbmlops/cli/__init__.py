@@ -68,6 +68,9 @@ cli.add_command(validate_command)
 from .reproduce import reproduce_command  # noqa: E402
 
 cli.add_command(reproduce_command)
+from .models import models_group  # noqa: E402
+
+cli.add_command(models_group)
 
 
 # -- entry point --------------------------------------------------------------------------------
