@@ -28,11 +28,15 @@ from collections.abc import Sequence
 import click
 
 from ._common import CliState, NbmlopsGroup
+from .card import card_command
 from .export import export_group, register_pipeline_commands
+from .models import models_group
 from .pipeline import pipeline_group
+from .reproduce import reproduce_command
 from .run import init, run_notebook
 from .runs import runs
 from .schedule import schedule_group, scheduler_command, trigger_group
+from .validate import validate_command
 
 __all__ = ["main", "cli"]
 
@@ -59,18 +63,10 @@ def cli(ctx: click.Context, store_url: str | None, verbose: int) -> None:
 
 
 for _command in (init, run_notebook, runs, pipeline_group, export_group, schedule_group,
-                 trigger_group, scheduler_command):
+                 trigger_group, scheduler_command, validate_command, models_group, card_command,
+                 reproduce_command):
     cli.add_command(_command)
 register_pipeline_commands(pipeline_group)
-from .validate import validate_command  # noqa: E402
-
-cli.add_command(validate_command)
-from .reproduce import reproduce_command  # noqa: E402
-
-cli.add_command(reproduce_command)
-from .models import models_group  # noqa: E402
-
-cli.add_command(models_group)
 
 
 # -- entry point --------------------------------------------------------------------------------
