@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         set_tags,
     )
     from .query import compare, get_run, history, lineage, runs
+    from .registry.api import load_model, register
     from .slicing import export_notebook
     from .store import Store, open_store
     from .validation import validate
@@ -55,6 +56,8 @@ __all__ = [
     "compare",
     "export_notebook",
     "validate",
+    "register",
+    "load_model",
     "Store",
     "open_store",
     "NbmlopsError",
@@ -74,6 +77,7 @@ _LAZY = {
     "runs": "query", "get_run": "query", "history": "query", "lineage": "query",
     "compare": "query", "export_notebook": "slicing", "Store": "store", "open_store": "store",
     "validate": "validation",
+    "register": "registry.api", "load_model": "registry.api",
 }
 
 

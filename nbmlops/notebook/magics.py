@@ -238,6 +238,22 @@ def _cmd_export(m: MlopsMagics, args: argparse.Namespace) -> None:
         print(f"  note: {note}")
 
 
+def _cmd_register(m: MlopsMagics, args: argparse.Namespace) -> None:
+    from ..errors import NotFoundError
+    from ..registry import service
+
+    ns = m.shell.user_ns if m.shell is not None else {}
+    if args.variable not in ns:
+        close = difflib.get_close_matches(args.variable, [k for k in ns if not k.startswith("_")], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise NotFoundError(f"no variable {args.variable!r} in this kernel's namespace{hint}")
+    version = service.register(_store(), ns[args.variable], args.name, alias=args.alias,
+                               reason=args.reason, variable=args.variable, namespace=ns)
+    where = f", run {version.run_id[:8]}" if version.run_id else ""
+    alias = f"; {args.name}@{args.alias} -> v{version.version}" if args.alias else ""
+    print(f"registered {args.variable} as {version.uri} ({version.format}{where}){alias}")
+
+
 @dataclass(frozen=True)
 class Subcommand:
     """One ``%mlops`` subcommand: its name, one-line summary, arguments and function."""
@@ -303,6 +319,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                      help="the notebook to write (.ipynb)"),
                 _RUN,
                 _arg("--force", action="store_true", help="overwrite NOTEBOOK if it exists"),
+            ),
+        ),
+        Subcommand(
+            "register", "register a fitted model in the model registry as a new version",
+            _cmd_register,
+            (
+                _arg("variable", metavar="VAR", help="the variable holding the fitted model"),
+                _arg("--name", required=True, metavar="NAME", help="the registered model's name"),
+                _arg("--alias", "-a", metavar="A", help="point this alias (e.g. champion) at it"),
+                _arg("--reason", "-r", metavar="R", help="why, kept in the audit log"),
             ),
         ),
     )
