@@ -124,8 +124,9 @@ class ReproductionPlan:
     kind: str  # notebook | pipeline
     units: list[_Unit]
     drift: list[Drift]
-    #: notebook runs: the node to execute (recorded copy) or None (the source file), its params
-    notebook: Any = None
+    #: notebook runs: the notebook JSON to execute (recorded copy) or None (the source file),
+    #: its params
+    notebook: dict[str, Any] | None = None
     notebook_file: Path | None = None
     params: dict[str, Any] = field(default_factory=dict)
     pipeline_path: Path | None = None
@@ -277,10 +278,14 @@ def _notebook_drift(path: str | None, recorded: str | None, *, blocking: bool,
     return []
 
 
-def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]) -> tuple[Any, Path] | None:
+def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]
+                   ) -> tuple[dict[str, Any], Path] | None:
     """The executed copy ``nbmlops run`` kept of ``run`` (``.nbmlops/runs/<id>/*.ipynb``) when
-    its code cells are the ones the run recorded; cleaned of outputs, ready to execute."""
-    import nbformat
+    its code cells are the ones the run recorded; as JSON cleaned of outputs, ready to execute.
+
+    Read with ``json``, not nbformat, whose import costs seconds where jsonschema's format
+    checkers are installed: a refusal should not wait for it."""
+    import json
 
     run_dir = store.location.runs_dir / run.id
     if not run_dir.is_dir():
@@ -288,26 +293,31 @@ def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]) -> tu
     recorded = {c.cell_id: c.source for c in cells if c.cell_id}
     for path in sorted(run_dir.glob("*.ipynb")):
         try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001 - not a notebook we can use
-            continue
-        if nb.metadata.get("nbmlops", {}).get("run_id") != run.id:
-            continue
-        by_id = {c.get("id"): c for c in nb.cells}
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            if nb["metadata"].get("nbmlops", {}).get("run_id") != run.id:
+                continue
+            by_id = {c.get("id"): c for c in nb["cells"]}
+            for cell in nb["cells"]:
+                if isinstance(cell.get("source"), list):
+                    cell["source"] = "".join(cell["source"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # not a notebook we can use
         intact = all(
-            cid in by_id and (by_id[cid].get("source") == src
-                              or "injected-parameters" in by_id[cid].metadata.get("tags", []))
+            cid in by_id and (
+                by_id[cid].get("source") == src
+                or "injected-parameters" in by_id[cid].get("metadata", {}).get("tags", []))
             for cid, src in recorded.items()
         )
         if not intact:
             log.info("executed copy %s differs from the cells run %s recorded", path, run.id)
             continue
-        for cell in nb.cells:
-            cell.metadata.pop("papermill", None)
-            cell.metadata.pop("execution", None)
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {})
+            meta.pop("papermill", None)
+            meta.pop("execution", None)
             if cell.get("cell_type") == "code":
-                cell.outputs = []
-                cell.execution_count = None
+                cell["outputs"] = []
+                cell["execution_count"] = None
         return nb, path
     return None
 
@@ -394,9 +404,10 @@ def check(store: Store, run_id: str) -> ReproductionPlan:
         copy = _recorded_copy(store, run, plan.units[0].cells)
         if copy is not None:
             plan.notebook, plan.notebook_file = copy
-            plan.params = dict(copy[0].metadata.get("papermill", {}).get("parameters") or {})
-            copy[0].metadata.pop("papermill", None)
-            copy[0].metadata.pop("nbmlops", None)
+            meta = copy[0]["metadata"]
+            plan.params = dict(meta.get("papermill", {}).get("parameters") or {})
+            meta.pop("papermill", None)
+            meta.pop("nbmlops", None)
             note = f"the recorded copy {plan.notebook_file} is re-run"
             plan.drift += _notebook_drift(run.notebook_path, run.notebook_hash, blocking=False,
                                           note=note)
@@ -485,8 +496,13 @@ def _run_notebook(store: Store, plan: ReproductionPlan, new_id: str,
     tags = {REPRODUCES_TAG: run.id}
     if plan.notebook is not None and plan.notebook_file is not None:
         tags["nbmlops.reproduce_notebook"] = str(plan.notebook_file)
+    what: Any = plan.notebook_file
+    if plan.notebook is not None:
+        import nbformat
+
+        what = nbformat.from_dict(plan.notebook)
     result = execute_notebook(
-        plan.notebook if plan.notebook is not None else plan.notebook_file,
+        what,
         out_dir / origin.name if out_dir is not None else None,
         cwd=cwd, run_name=run.name, source=run.source, store_url=store.location.url,
         keep_output=True, parameters=plan.params or None, check_parameters=False,

@@ -14,27 +14,44 @@ if TYPE_CHECKING:
     from ..reproduce import Difference, Drift
 
 
+_HASH_PREFIXES = ("sha256:", "sampled:", "frame:")
+
+
+def _short(value: Any) -> str:
+    """A value for a table cell: fingerprints and hashes cut to 12 hex digits (the JSON
+    report has them whole), floats with every digit."""
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    for prefix in _HASH_PREFIXES:
+        if text.startswith(prefix):
+            return text[: len(prefix) + 12]
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12]
+    return text
+
+
 def _drift_table(drift: list[Drift]) -> str:
     from .. import _format
 
     def now(d: Drift) -> str:
-        return d.current or ("(gone)" if d.kind == "missing" else "-")
+        return _short(d.current) if d.current else "(gone)" if d.kind == "missing" else "-"
 
-    rows = [[d.kind, d.name, d.step or "", d.recorded or "-", now(d), d.note or ""]
-            for d in drift]
+    rows = [[d.kind, d.name, d.step or "", _short(d.recorded) if d.recorded else "-", now(d),
+             d.note or ""] for d in drift]
     return _format.render_table(["what", "name", "step", "recorded", "now", "note"], rows,
-                                max_width=60, right_align=[False] * 6)
+                                max_width=200, right_align=[False] * 6)
 
 
 def _difference_table(diffs: list[Difference]) -> str:
     from .. import _format
 
     def show(value: Any) -> str:
-        return "(none)" if value is None else _format.format_value(value)
+        return "(none)" if value is None else _short(value)
 
     rows = [[d.kind, d.step or "", d.name, show(d.original), show(d.reproduced)] for d in diffs]
     return _format.render_table(["what", "step", "name", "original", "reproduced"], rows,
-                                max_width=60, right_align=[False] * 5)
+                                max_width=200, right_align=[False] * 5)
 
 
 @click.command("reproduce")
