@@ -49,7 +49,7 @@ from nbmlops.store.entities import (
 )
 
 EXPECTED_SUBCOMMANDS = ["status", "start", "stop", "pause", "resume", "history", "runs", "show",
-                        "compare", "lineage", "export"]
+                        "compare", "lineage", "export", "register"]
 XSS = "<img src=x onerror=alert(1)>"
 
 
