@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import StoreLocation, resolve_location
 from ..errors import NbmlopsError, ParameterError, PipelineError
-from .spec import INJECTED_PARAMETERS, Pipeline, Step
+from .spec import INJECTED_PARAMETERS, Pipeline, Step, StepValidation
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -87,6 +87,8 @@ class StepResult:
     cache_key: str | None = None
     #: {"files": {path: fingerprint}, "variables": {name: {"path": ..., "fingerprint": ...}}}
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: a ``validate:`` check with ``on_fail: fail`` failed (not retried: the data decides)
+    validation_failed: bool = False
 
 
 @dataclass
@@ -478,6 +480,11 @@ class PipelineRunner:
             store.end_run(run_id, "finished")
             res.state, res.run_id, res.cached_from, res.outputs = "cached", run_id, old_run, outputs
             res.started = time.time()
+            error = self._validate(step, "after", run_id)
+            if error is not None:
+                res.state, res.error, res.validation_failed = "failed", error, True
+                self._failed_once = True
+                self._mark(run_id, "failed")
             self._emit("end", res)
             return True
         return False
@@ -501,6 +508,10 @@ class PipelineRunner:
         one succeeds; sets the step's final state."""
         res = self.results[step.name]
         last = step.retries + 1 if last is None else last
+        error = self._validate(step, "before", self.run_id)
+        if error is not None:  # bad input: the step does not start
+            res.state, res.error, res.validation_failed = "failed", error, True
+            return
         for attempt in range(first, last + 1):
             res.attempts = attempt
             if attempt > 1:
@@ -508,7 +519,8 @@ class PipelineRunner:
             outcome = self._attempt(step, attempt)
             if outcome == "failed":
                 self._tag(res.run_id, {"nbmlops.error": _one_line(res.error or "failed")})
-            if outcome != "failed" or self._cancel.is_set() or attempt >= last:
+            if outcome != "failed" or self._cancel.is_set() or attempt >= last or \
+                    res.validation_failed:
                 res.state = outcome
                 break
             # to be retried: the step stays "running", so the steps that depend on it wait
@@ -596,6 +608,11 @@ class PipelineRunner:
             res.error = str(exc)
             self._mark(run_id, "failed")
             return "failed"
+        error = self._validate(step, "after", run_id)
+        if error is not None:  # before the cache: a failed output is not reused
+            res.error, res.validation_failed = error, True
+            self._mark(run_id, "failed")
+            return "failed"
         res.error = None
         if res.cache_key and step.cache:
             try:
@@ -606,6 +623,53 @@ class PipelineRunner:
             except NbmlopsError as exc:
                 log.warning("step %s: not cached: %s", step.name, exc)
         return "ran"
+
+    def _validate(self, step: Step, when: str, run_id: str) -> str | None:
+        """Run the step's ``validate:`` checks of one phase (``before``: inputs, recorded in
+        the pipeline run; ``after``: outputs, recorded in the step's run). Returns the error of
+        the first failing ``on_fail: fail`` check, None when the step may go on. Each check's
+        outcome is also a tag ``nbmlops.validation.STEP.PATH`` of the run it is recorded in."""
+        checks = [v for v in step.validations if v.when == when]
+        if not checks:
+            return None
+        from ..validation import validate
+
+        error: str | None = None
+        tags: dict[str, str] = {}
+        for check in checks:
+            outcome = self._validate_one(validate, step, check, run_id)
+            verdict = outcome if outcome is None else f"{check.on_fail}: {outcome}"
+            tags[f"nbmlops.validation.{step.name}.{check.path}"] = \
+                "passed" if verdict is None else _one_line(verdict, 250)
+            if outcome is not None:
+                if check.on_fail == "fail":
+                    error = error or outcome
+                else:
+                    log.warning("step %s: %s (on_fail: warn)", step.name, outcome)
+        self._tag(run_id, tags)
+        if error is not None:
+            self._tag(run_id, {"nbmlops.error": _one_line(error)})
+        return error
+
+    def _validate_one(self, validate: Callable[..., Any], step: Step, check: StepValidation,
+                      run_id: str) -> str | None:
+        root = self.pipeline.root
+        against = check.against if check.against.startswith("artifact:") else \
+            str(root / check.against)
+        where = f"step {step.name}: validate {check.path} against {check.against}"
+        try:
+            result = validate(str(root / check.path), against, thresholds=check.thresholds,
+                              allow_extra_columns=not check.strict_columns, store=self.store,
+                              run_id=run_id, label=check.path)
+        except NbmlopsError as exc:
+            return f"{where}: {exc}"
+        if result.passed:
+            return None
+        shown = "; ".join(f"{v['column']} {v['check']} (expected {v['expected']}, observed "
+                          f"{v['observed']})" for v in result.violation_records[:5])
+        n = len(result.violation_records)
+        more = f"; and {n - 5} more" if n > 5 else ""
+        return f"{where}: {n} violation{'s' if n != 1 else ''}: {shown}{more}"
 
     def _collect_outputs(self, step: Step, run_dir: Path) -> dict[str, Any]:
         files, missing = _expand(self.pipeline.root, step.outputs)

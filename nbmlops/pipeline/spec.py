@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Step",
+    "StepValidation",
     "Pipeline",
     "PipelineError",
     "load_pipeline_yaml",
@@ -51,6 +52,25 @@ __all__ = [
 #: parameters the runner injects into generated step notebooks (the tagged-notebook form):
 #: where to load the variables a step uses, and where to save those later steps use
 INJECTED_PARAMETERS = ("nbmlops_inputs", "nbmlops_output_dir")
+
+
+@dataclass
+class StepValidation:
+    """One ``validate:`` entry of a step: check ``path`` against ``against`` (paths relative to
+    :attr:`Pipeline.root`; ``against`` may be ``artifact:ID``). A path among the step's
+    ``outputs`` is checked after the step ran (or was cached), any other path before it
+    starts."""
+
+    path: str
+    against: str
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    #: ``fail``: violations fail the step; ``warn``: they are recorded and the step goes on
+    on_fail: str = "fail"
+    strict_columns: bool = False
+    #: ``before`` (an input) or ``after`` (an output)
+    when: str = "before"
+    #: ``FILE:LINE:COL`` of the entry
+    location: str | None = None
 
 
 @dataclass
@@ -75,6 +95,8 @@ class Step:
     timeout: float | None = None
     #: skip the step when an identical earlier run exists
     cache: bool = True
+    #: data validations of inputs (before the step starts) and outputs (after it ran)
+    validations: list[StepValidation] = field(default_factory=list)
     #: tagged-notebook form only: variable name -> the step that defines it (loaded before the
     #: step's cells run)
     variables_in: dict[str, str] = field(default_factory=dict)
@@ -269,6 +291,9 @@ DURATION_PATTERN = (r"^\s*(?:(\d+(?:\.\d+)?)\s*|(?=\d)(?:(\d+(?:\.\d+)?)\s*h\s*)
                     r"(?:(\d+(?:\.\d+)?)\s*m\s*)?(?:(\d+(?:\.\d+)?)\s*s\s*)?)$")
 
 _DURATION_WORDS = "a number of seconds > 0 or a duration such as '30s', '5m', '1h30m'"
+#: the thresholds a ``validate:`` entry may set (nbmlops.validation.schema.DEFAULT_THRESHOLDS;
+#: written out here so that loading a pipeline does not import pandas)
+VALIDATION_THRESHOLDS = ("psi", "chi2_pvalue", "range_tolerance", "null_tolerance")
 
 PIPELINE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -334,8 +359,49 @@ PIPELINE_SCHEMA: dict[str, Any] = {
                 "retries": {"$ref": "#/$defs/retries"},
                 "timeout": {"$ref": "#/$defs/timeout"},
                 "cache": {"$ref": "#/$defs/cache"},
+                "validate": {
+                    "description": "Data checks of inputs (before the step) and outputs "
+                                   "(after it) against a reference dataset or saved schema.",
+                    "type": "array",
+                    "items": {"$ref": "#/$defs/validation"},
+                },
             },
         },
+        "validation": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path", "against"],
+            "properties": {
+                "path": {"description": "The data file to check (an input or an output).",
+                         "type": "string", "minLength": 1},
+                "against": {"description": "Reference dataset, saved schema (.json) or "
+                                           "artifact:ID.", "type": "string", "minLength": 1},
+                "thresholds": {"$ref": "#/$defs/thresholds"},
+                "on_fail": {"description": "fail (default) or warn.",
+                            "enum": ["fail", "warn"]},
+                "strict_columns": {"description": "Columns the reference lacks are violations.",
+                                   "type": "boolean"},
+            },
+        },
+        "thresholds": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                **{k: {"$ref": "#/$defs/threshold"} for k in VALIDATION_THRESHOLDS},
+                "columns": {
+                    "description": "Column name -> its own thresholds.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {k: {"$ref": "#/$defs/threshold"}
+                                       for k in VALIDATION_THRESHOLDS},
+                    },
+                },
+            },
+        },
+        "threshold": {"type": ["number", "null"], "minimum": 0,
+                      "x-expected": "a number >= 0, or null to turn the check off"},
         "params": {
             "type": "object",
             "propertyNames": {
@@ -628,6 +694,9 @@ def _explain(error: jsonschema.ValidationError, positions: _Positions) -> list[_
         return [positions.problem(path, "at least one step is required")]
     if kind == "minLength":
         return [positions.problem(path, "must not be empty")]
+    if kind == "enum":
+        allowed = ", ".join(repr(v) for v in rule_value)
+        return [positions.problem(path, f"expected one of {allowed}, got {_describe(value)}")]
     if kind == "exclusiveMinimum":
         return [positions.problem(path, f"must be greater than {rule_value}, "
                                         f"got {value!r}")]
@@ -728,6 +797,30 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
         check_params(params, (*at, "params"))
         timeout = (timeout_of(raw["timeout"], (*at, "timeout")) if "timeout" in raw
                    else default_timeout)
+        validations = []
+        for i, entry in enumerate(raw.get("validate") or []):
+            vat: _NodePath = (*at, "validate", i)
+            against = str(entry["against"])
+            outputs = {os.path.normpath(str(x)) for s in raw_steps.values()
+                       for x in _as_list(s.get("outputs"))}
+            if not against.startswith("artifact:") and \
+                    not (root / against).exists() and os.path.normpath(against) not in outputs:
+                problems.append(positions.problem(
+                    (*vat, "against"), f"no such reference file {against!r} (nor an output "
+                    "of any step)"))
+            elif against.startswith("artifact:") and not against[9:].isdigit():
+                problems.append(positions.problem(
+                    (*vat, "against"), f"expected artifact:ID with a number, got {against!r}"))
+            own_outputs = {os.path.normpath(str(x)) for x in _as_list(raw.get("outputs"))}
+            line, col = positions.at(vat)
+            validations.append(StepValidation(
+                path=str(entry["path"]), against=against,
+                thresholds=dict(entry.get("thresholds") or {}),
+                on_fail=str(entry.get("on_fail", "fail")),
+                strict_columns=bool(entry.get("strict_columns", False)),
+                when="after" if os.path.normpath(str(entry["path"])) in own_outputs else "before",
+                location=f"{file}:{line}:{col}",
+            ))
         steps[name] = Step(
             name=name,
             notebook=notebook,
@@ -738,6 +831,7 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
             retries=int(raw.get("retries", defaults.get("retries", 0))),
             timeout=timeout,
             cache=bool(raw.get("cache", defaults.get("cache", True))),
+            validations=validations,
         )
     if problems:
         return None, report(problems)
