@@ -15,7 +15,8 @@ PKG = Path(nbmlops.__file__).parent
 CORE = ["store", "capture", "fingerprint.py", "environment.py", "config.py", "redact.py",
         "errors.py", "execute.py", "query.py", "api.py", "engine.py", "_engine_entry.py",
         "params.py", "slicing.py", "pipeline/spec.py", "pipeline/split.py",
-        "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule", "orchestrators"]
+        "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule", "orchestrators",
+        "reproduce.py"]
 UI_MODULES = ("ipywidgets", "click", "IPython.display", "nbmlops.notebook",
               "nbmlops.cli", "nbmlops._format")
 
