@@ -22,7 +22,7 @@ import {
   shortClass
 } from './dom';
 import { viewPoll } from './polling';
-import { Cell, CellMarks, NotebookRun, RunSummary } from './types';
+import { Cell, CellMarks, NotebookRun, RunSummary, Validation } from './types';
 
 const ACTIVE_MS = 15000; // poll fast this long after the last sign of execution
 const IDLE_EVERY_MS = 5000;
@@ -219,6 +219,36 @@ export class NotebookView extends Widget {
         chip('model', `${shortClass(m.class_name)} (${m.variable})`, `fitted ${m.class_name}`)
       );
     }
+    const details: HTMLElement[] = [];
+    for (const v of cell.validations ?? []) {
+      const open = this.expanded.has(v.id);
+      const text = v.passed
+        ? '✓ valid'
+        : `✗ ${v.violation_count} violation${v.violation_count === 1 ? '' : 's'}`;
+      const c = chip(
+        v.passed ? 'valid' : 'invalid',
+        text,
+        `Validated ${v.data_label} against ${v.reference_label}: ` +
+          (v.passed ? 'passed' : `${v.violation_count} failed checks`) +
+          (v.rows !== null ? ` (${v.rows} rows)` : '') +
+          '. Click for details.',
+        () => {
+          if (this.expanded.has(v.id)) {
+            this.expanded.delete(v.id);
+          } else {
+            this.expanded.add(v.id);
+          }
+          this.render();
+        }
+      );
+      c.setAttribute('role', 'button');
+      c.setAttribute('aria-expanded', String(open));
+      c.dataset.validation = String(v.id);
+      chips.appendChild(c);
+      if (open) {
+        details.push(validationDetails(v));
+      }
+    }
     if (stale) {
       const why = marks.stale.map(staleText).join('\n');
       chips.appendChild(chip('stale', 'stale', `Inputs changed since this cell ran:\n${why}`));
@@ -251,9 +281,12 @@ export class NotebookView extends Widget {
         { class: `nbmlops-status nbmlops-status-${cell.status}`, role: 'cell' },
         cell.status === 'ok' ? '✓' : '✗'
       ),
+      h('code', { class: 'nbmlops-source', role: 'cell', title: firstLine(cell.source, 400) },
+        firstLine(cell.source)),
       h('span', { class: 'nbmlops-duration', role: 'cell' }, formatDuration(cell.duration)),
-      h('code', { class: 'nbmlops-source', role: 'cell' }, firstLine(cell.source)),
-      chips
+      variables(cell),
+      chips,
+      ...details
     );
     return row;
   }
@@ -272,6 +305,8 @@ export class NotebookView extends Widget {
   }
 
   private poll: Poll;
+  /** validations whose details are shown (by id; kept across re-renders) */
+  private expanded = new Set<number>();
   private gate = new StoreGate();
   private path: string | null = null;
   private run: RunSummary | null = null;
@@ -295,6 +330,97 @@ function runLine(run: RunSummary, n: number): HTMLElement {
     h('span', { class: 'nbmlops-dim', title: run.id }, run.id.slice(0, 8)),
     h('span', { class: 'nbmlops-dim' }, `started ${formatTime(run.start_time)}`),
     h('span', { class: 'nbmlops-dim' }, `${n} cell executions`)
+  );
+}
+
+const MAX_VARS = 12;
+
+/** What a validation checked and, when it failed, each failed check (all as text). */
+function validationDetails(v: Validation): HTMLElement {
+  const box = h(
+    'div',
+    {
+      class: `nbmlops-validation ${v.passed ? 'nbmlops-mod-passed' : 'nbmlops-mod-failed'}`,
+      role: 'cell',
+      'data-validation': v.id,
+      onClick: (e: MouseEvent) => e.stopPropagation() // reading details is not "go to cell"
+    },
+    h(
+      'div',
+      { class: 'nbmlops-validation-head' },
+      v.passed ? 'Passed: ' : 'Failed: ',
+      h('code', {}, v.data_label),
+      ' against ',
+      h('code', {}, v.reference_label),
+      v.rows !== null ? ` (${v.rows} rows)` : ''
+    )
+  );
+  if (v.violations.length) {
+    const list = h('ul', { class: 'nbmlops-violations', 'aria-label': 'Violations' });
+    for (const x of v.violations) {
+      list.appendChild(
+        h(
+          'li',
+          {},
+          x.column !== null ? h('code', {}, x.column) : h('em', {}, 'table'),
+          ` ${x.check}: expected `,
+          h('span', { class: 'nbmlops-expected' }, formatValue(x.expected)),
+          ', observed ',
+          h('span', { class: 'nbmlops-observed' }, formatValue(x.observed))
+        )
+      );
+    }
+    box.appendChild(list);
+    if (v.violation_count > v.violations.length) {
+      box.appendChild(
+        h(
+          'div',
+          { class: 'nbmlops-dim' },
+          `…and ${v.violation_count - v.violations.length} more (nbmlops validate lists them all)`
+        )
+      );
+    }
+  }
+  return box;
+}
+
+/** "defines a, b · uses x, y" under a cell's first line (nothing when it has neither). */
+function variables(cell: Cell): HTMLElement | null {
+  if (!cell.vars_defined.length && !cell.vars_used.length) {
+    return null;
+  }
+  const group = (kind: 'defines' | 'uses', names: string[]): HTMLElement | null => {
+    if (!names.length) {
+      return null;
+    }
+    const shown = names.slice(0, MAX_VARS);
+    const el = h(
+      'span',
+      {
+        class: `nbmlops-vars-group nbmlops-vars-${kind}`,
+        title: `${kind === 'defines' ? 'Defines' : 'Uses'}: ${names.join(', ')}`
+      },
+      h('span', { class: 'nbmlops-vars-label' }, kind)
+    );
+    // each name a token that wraps as a whole (and inside itself only when longer than a line)
+    shown.forEach((name, i) => {
+      const last = i === shown.length - 1 && names.length === shown.length;
+      el.appendChild(document.createTextNode(' '));
+      el.appendChild(h('span', { class: 'nbmlops-var' }, h('code', {}, name), last ? '' : ','));
+    });
+    if (names.length > shown.length) {
+      el.appendChild(document.createTextNode(' '));
+      el.appendChild(
+        h('span', { class: 'nbmlops-var' }, `+${names.length - shown.length} more`)
+      );
+    }
+    return el;
+  };
+  return h(
+    'div',
+    { class: 'nbmlops-vars', role: 'cell', 'aria-label': 'Variables' },
+    group('defines', cell.vars_defined),
+    group('uses', cell.vars_used)
   );
 }
 

@@ -1,14 +1,26 @@
 /**
- * The "MLOps" side panel: a header and five tabs (This notebook, Runs, Lineage, Pipelines,
+ * The "MLOps" side panel: a header and tabs (This notebook, Runs, Lineage, Pipelines,
  * Schedules) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
+ *
+ * The tabs are icons (a tooltip and an accessible name each) and the header names the tab shown,
+ * so they fit JupyterLab's default sidebar width; a wide panel shows their labels as well
+ * (a CSS container query in style/base.css).
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
-import { Panel, TabPanel, Widget } from '@lumino/widgets';
+import { Panel, TabBar, TabPanel, Widget } from '@lumino/widgets';
 
 import { IPanelContext } from './context';
 import { h } from './dom';
+import {
+  cellsIcon,
+  mlopsIcon,
+  pipelinesIcon,
+  runsIcon,
+  schedulesIcon
+} from './icon';
 import { LineageView } from './lineageView';
 import { NotebookView } from './notebookView';
 import { PipelinesView } from './pipelinesView';
@@ -27,21 +39,36 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.addClass('nbmlops-panel');
     this.title.caption = 'MLOps';
     const header = new Widget({
-      node: h('header', { class: 'nbmlops-header' }, h('h2', {}, 'MLOps'))
+      node: h(
+        'header',
+        { class: 'nbmlops-header' },
+        h('h2', {}, 'MLOps'),
+        this.viewName
+      )
     });
     this.notebookView = new NotebookView(this);
     this.runsView = new RunsView(this);
     this.lineageView = new LineageView(this);
     this.pipelinesView = new PipelinesView(this);
     this.schedulesView = new SchedulesView();
-    this.tabs = new TabPanel();
+    this.tabs = new TabPanel({ renderer: new TabRenderer() });
     this.tabs.addClass('nbmlops-tabs');
     this.tabs.tabBar.addClass('jp-NbmlopsTabBar');
-    this.tabs.addWidget(this.notebookView);
-    this.tabs.addWidget(this.runsView);
-    this.tabs.addWidget(this.lineageView);
-    this.tabs.addWidget(this.pipelinesView);
-    this.tabs.addWidget(this.schedulesView);
+    this.tabs.tabBar.node.setAttribute('aria-label', 'MLOps views');
+    const views: [Widget, LabIcon, string][] = [
+      [this.notebookView, cellsIcon, 'cell executions of the active notebook, live'],
+      [this.runsView, runsIcon, 'runs of the store: search, details, compare'],
+      [this.lineageView, mlopsIcon, 'where a file or model came from, what came of it'],
+      [this.pipelinesView, pipelinesIcon, 'pipeline definitions: run, step status'],
+      [this.schedulesView, schedulesIcon, 'cron schedules and triggers']
+    ];
+    for (const [view, icon, what] of views) {
+      view.title.icon = icon;
+      view.title.caption = `${view.title.label}: ${what}`;
+      this.tabs.addWidget(view);
+    }
+    this.tabs.currentChanged.connect(() => this.showViewName());
+    this.showViewName();
     this.addWidget(header);
     this.addWidget(this.tabs);
 
@@ -108,10 +135,15 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.notebookChanged.emit(this.currentPath());
   }
 
+  private showViewName(): void {
+    this.viewName.textContent = this.tabs.currentWidget?.title.label ?? '';
+  }
+
   private onStatus(): void {
     this.activity = Date.now();
   }
 
+  private viewName = h('span', { class: 'nbmlops-header-view', 'aria-live': 'polite' });
   private activity = 0;
   private watched: NotebookPanel | null = null;
   private tabs: TabPanel;
@@ -120,4 +152,11 @@ export class MlopsPanel extends Panel implements IPanelContext {
   private lineageView: LineageView;
   private pipelinesView: PipelinesView;
   private schedulesView: SchedulesView;
+}
+
+/** Tabs named for assistive technology by their label, also when only the icon shows. */
+class TabRenderer extends TabBar.Renderer {
+  createTabARIA(data: TabBar.IRenderData<Widget>): ReturnType<TabBar.Renderer['createTabARIA']> {
+    return { ...super.createTabARIA(data), 'aria-label': data.title.label };
+  }
 }

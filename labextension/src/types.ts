@@ -110,6 +110,27 @@ export interface Cell {
   models: Model[];
   stale: StaleReason[];
   superseded_by: number | null;
+  validations: Validation[];
+}
+
+export interface Violation {
+  column: string | null;
+  check: string;
+  expected: unknown;
+  observed: unknown;
+}
+
+export interface Validation {
+  id: number;
+  data_label: string;
+  reference_label: string;
+  passed: boolean;
+  rows: number | null;
+  /** failed checks in all; `violations` lists at most 100 */
+  violation_count: number;
+  violations: Violation[];
+  summary: { [key: string]: unknown };
+  created_at: number;
 }
 
 export interface CellPage {

@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..fingerprint import FileFingerprintCache
 from ..store import Run, Store
+from ..store.entities import Validation
 from . import views
 from .errmap import ConflictError, StoreMissingError, error_code
 from .launcher import PipelineLauncher, tail_lines
@@ -220,9 +221,17 @@ class StoreService:
             return {"run_id": rid, "cells": [], "last_seq": since_seq, "marks": None}
         everything = new if since_seq is None else store.cell_executions(rid)
         marks = stale_markers(everything, self._disk_check if self.check_files else None)
+        # validations travel with their cell (recorded while it ran, before its cell record)
+        checked: dict[int, list[Validation]] = {}
+        if new:
+            first = new[0].seq
+            for v in store.validations.for_run(rid):
+                if v.cell_seq is not None and v.cell_seq >= first:
+                    checked.setdefault(v.cell_seq, []).append(v)
         return {
             "run_id": rid,
-            "cells": [views.cell_view(c, self.root_path, marks.get(c.seq)) for c in new],
+            "cells": [views.cell_view(c, self.root_path, marks.get(c.seq), checked.get(c.seq, ()))
+                      for c in new],
             "last_seq": max((c.seq for c in everything),
                             default=since_seq if since_seq is not None else -1),
             "marks": {

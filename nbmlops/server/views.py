@@ -19,6 +19,7 @@ from ..store.entities import (
     LineageGraph,
     MetricValue,
     Run,
+    Validation,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "run_detail",
     "run_summary",
     "step_error",
+    "validation_view",
 ]
 
 #: Bumped when a field changes meaning or disappears (adding fields keeps the version).
@@ -101,8 +103,34 @@ def _model_view(e: Estimator) -> dict[str, Any]:
             "fitted_on": list(e.fitted_on)}
 
 
+#: violations listed per validation (the count is always exact)
+MAX_VIOLATIONS = 100
+
+
+def validation_view(v: Validation) -> dict[str, Any]:
+    violations = [
+        {"column": x.get("column"), "check": x.get("check"), "expected": x.get("expected"),
+         "observed": x.get("observed")}
+        for x in v.violations[:MAX_VIOLATIONS] if isinstance(x, Mapping)
+    ]
+    return {
+        "id": v.id,
+        "data_label": v.data_label,
+        "reference_label": v.reference_label,
+        "passed": v.passed,
+        "rows": v.rows,
+        "violation_count": len(v.violations),
+        "violations": violations,
+        "summary": dict(v.summary),
+        "created_at": v.created_at,
+    }
+
+
 def cell_view(
-    cell: CellExecution, root_path: RootPath, marks: Mapping[str, Any] | None = None
+    cell: CellExecution,
+    root_path: RootPath,
+    marks: Mapping[str, Any] | None = None,
+    validations: Sequence[Validation] = (),
 ) -> dict[str, Any]:
     marks = marks or {}
     return {
@@ -124,6 +152,7 @@ def cell_view(
         "models": [_model_view(e) for e in cell.estimators],
         "stale": [dict(r, path=root_path(r.get("uri"))) for r in marks.get("stale", [])],
         "superseded_by": marks.get("superseded_by"),
+        "validations": [validation_view(v) for v in validations],
     }
 
 

@@ -213,7 +213,40 @@ class LabPage:
         self.page.wait_for_selector(self.PANEL, state="visible")
 
     def tab(self, label: str) -> None:
-        self.page.locator(f"{self.PANEL} .lm-TabBar-tab", has_text=label).click()
+        """Show a tab of the panel by its accessible name (tabs may show only their icon)."""
+        self.page.locator(self.PANEL).get_by_role("tab", name=label, exact=True).click()
+
+    TABS = "#nbmlops-panel .lm-TabBar-tab"
+
+    def tabs(self) -> list[dict[str, Any]]:
+        """Each tab of the panel: accessible name, tooltip, whether its label shows."""
+        return list(self.page.eval_on_selector_all(self.TABS, """tabs => tabs.map(t => {
+            const label = t.querySelector('.lm-TabBar-tabLabel');
+            return {name: t.getAttribute('aria-label'), tooltip: t.getAttribute('title'),
+                    label_shown: !!label && label.getClientRects().length > 0,
+                    icon: !!t.querySelector('.lm-TabBar-tabIcon svg')};
+        })"""))
+
+    def clipped(self, selector: str) -> list[str]:
+        """Shown elements matching ``selector`` inside the panel whose content is cut: wider
+        than their box (scrollWidth > clientWidth), or reaching past the panel's right edge."""
+        return list(self.page.evaluate("""([panelSel, sel]) => {
+            const panel = document.querySelector(panelSel).getBoundingClientRect();
+            const out = [];
+            for (const el of document.querySelectorAll(sel)) {
+                if (!el.getClientRects().length) continue;  // not shown
+                const r = el.getBoundingClientRect();
+                if (el.scrollWidth > el.clientWidth + 1 || r.right > panel.right + 0.5
+                        || r.left < panel.left - 0.5) {
+                    out.push(`${el.textContent || el.getAttribute('aria-label')} `
+                             + `(${el.scrollWidth}/${el.clientWidth}px, right ${r.right} > ${panel.right})`);
+                }
+            }
+            return out;
+        }""", [self.PANEL, selector]))
+
+    def header_view(self) -> str:
+        return str(self.page.locator(f"{self.PANEL} .nbmlops-header-view").inner_text())
 
     def rows(self) -> Any:
         return self.page.locator(self.CELL_ROWS)

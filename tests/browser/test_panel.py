@@ -31,13 +31,16 @@ TRAIN = [
     "%load_ext nbmlops",
     ("C = 1.0", ["parameters"]),
     "import pandas as pd\nimport joblib\nimport nbmlops\n"
-    "from sklearn.linear_model import LogisticRegression\nfrom sklearn.metrics import accuracy_score",
+    "from sklearn.linear_model import LogisticRegression\nfrom sklearn.metrics import accuracy_score\n"
+    "from sklearn.tree import DecisionTreeClassifier",
     "df = pd.read_csv('data/wine.csv')\nX, y = df[['a', 'b']], df['label']",
     "model = LogisticRegression(C=C, max_iter=200).fit(X, y)",
     "acc = accuracy_score(y, model.predict(X))\nnbmlops.log_param('C', C)",
+    "treemodel_with_a_long_name = DecisionTreeClassifier(max_depth=3).fit(X, y)",
     "X = X * 2  # redefines X: the fit cell above is now stale",
     "joblib.dump(model, 'models/model.joblib')",
 ]
+TAB_NAMES = ["This notebook", "Runs", "Lineage", "Pipelines", "Schedules"]
 HOSTILE = [
     "%load_ext nbmlops",
     f"label = {XSS!r}  # {XSS}",
@@ -90,11 +93,12 @@ def test_panel_shows_missing_store_then_live_rows_and_jumps_to_cells(
     ui.run_all()
     ui.wait(lambda: ui.rows().count() == len(TRAIN) - 1, 30, "cell rows to appear live")
     assert "No nbmlops store yet" not in ui.page.locator(ui.PANEL).inner_text()
-    fit_row = ui.rows().filter(has_text="LogisticRegression")
+    fit_row = ui.rows().filter(has_text="LogisticRegression(C=C")
     assert fit_row.count() == 1
     assert ui.rows().filter(has_text="wine.csv").count() == 1
     assert ui.rows().filter(has_text="acc=").count() == 1
     assert fit_row.locator(".nbmlops-chip-stale").count() == 1  # X was redefined after it
+    check_reads_well_at_the_default_width(ui)
 
     # opening the panel on a freshly loaded page shows the first page within a second
     ui.open_notebook("train.ipynb")
@@ -113,12 +117,50 @@ def test_panel_shows_missing_store_then_live_rows_and_jumps_to_cells(
     # click a row: the notebook selects and scrolls to that cell
     ui.page.locator(".jp-Notebook .jp-Cell").last.click()
     assert "joblib.dump" in ui.active_cell_text()
-    ui.rows().filter(has_text="LogisticRegression").click()
+    ui.rows().filter(has_text="LogisticRegression(C=C").click()
     wait_for(lambda: "LogisticRegression(C=C" in ui.active_cell_text(), 5, "the active cell")
     ui.widen_sidebar(260)
     ui.page.wait_for_timeout(300)
-    ui.screenshot("panel-this-notebook.png",
+    ui.screenshot("panel-this-notebook.png")
+
+
+def check_reads_well_at_the_default_width(ui: LabPage) -> None:
+    """JupyterLab's default sidebar width, as a new user sees it: every tab fits, named (tooltip,
+    accessible name), no label or chip is cut, each row shows the variables it defined and used."""
+    width = ui.sidebar_width()
+    assert 200 < width < 420, f"not the default sidebar width: {width}px"
+    tabs = ui.tabs()
+    assert [t["name"] for t in tabs] == TAB_NAMES
+    assert all(t["icon"] for t in tabs), tabs
+    assert all(t["tooltip"] and t["tooltip"].startswith(t["name"] + ":") for t in tabs), tabs
+    assert ui.clipped(ui.TABS) == []
+    assert ui.clipped(f"{ui.TABS} .lm-TabBar-tabLabel") == []
+    assert ui.header_view() == "This notebook"  # the header names the tab icons stand for
+    assert ui.clipped(f"{ui.PANEL} .nbmlops-chip") == []
+    assert ui.clipped(f"{ui.PANEL} .nbmlops-vars, {ui.PANEL} .nbmlops-var") == []
+    assert ui.clipped(f"{ui.PANEL} .nbmlops-duration") == []
+    tree = ui.rows().filter(has_text="DecisionTreeClassifier(")
+    chip = tree.locator(".nbmlops-chip-model")
+    assert chip.inner_text() == "DecisionTreeClassifier (treemodel_with_a_long_name)"
+    fit = ui.rows().filter(has_text="LogisticRegression(C=C")
+    assert fit.locator(".nbmlops-vars-defines").inner_text() == "defines model"
+    assert fit.locator(".nbmlops-vars-uses").inner_text() == "uses C, LogisticRegression, X, y"
+    assert fit.locator(".nbmlops-vars-uses").is_visible()
+    read = ui.rows().filter(has_text="pd.read_csv")
+    assert read.locator(".nbmlops-vars-defines").inner_text() == "defines X, df, y"
+    ui.screenshot("panel-default-width.png",
                   REPO / "docs" / "img" / "panel.png" if os.environ.get("NBMLOPS_UPDATE_DOCS_IMG") else None)
+    # each tab by its name; the header follows
+    ui.tab("Runs")
+    assert ui.header_view() == "Runs"
+    ui.tab("This notebook")
+    # wide: the labels show too, still uncut
+    ui.widen_sidebar(420)
+    ui.page.wait_for_timeout(300)
+    assert all(t["label_shown"] for t in ui.tabs()), ui.tabs()
+    assert ui.clipped(f"{ui.TABS} .lm-TabBar-tabLabel") == []
+    ui.widen_sidebar(-420)
+    ui.page.wait_for_timeout(300)
 
 
 def test_runs_compare_and_lineage(lab: LabServer, ui: LabPage) -> None:
