@@ -82,6 +82,8 @@ def test_all_nan_column_is_one_violation(reference: pd.DataFrame) -> None:
     result = validate(data, against=reference, record=False)
     assert checks(result) == [("income", "all_null")]
     assert result.violation_records[0]["observed"] == "all 4000 values null"
+    as_object = validate(frame(seed=2).assign(age=None), against=reference, record=False)
+    assert checks(as_object) == [("age", "all_null")]  # not a dtype change: it has no values
 
 
 def test_nulls_range_categories_and_drift(reference: pd.DataFrame) -> None:

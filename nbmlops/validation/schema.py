@@ -281,17 +281,18 @@ def _check_column(s: pd.Series, name: str, ref: dict[str, Any], th: Thresholds,
     n = len(s)
     family = dtype_family(s.dtype)
     stat: dict[str, Any] = {"dtype": str(s.dtype)}
-    if not _compatible(ref["family"], family) and not _whole_floats(s, ref["family"], family):
-        out.append(_violation(name, "dtype", f"{ref['dtype']} ({ref['family']})",
-                              f"{s.dtype} ({family})"))
-        return stat
     nulls = int(s.isna().sum())
     share = nulls / n if n else 0.0
     stat["null_fraction"] = share
     if n and nulls == n and ref.get("kind") != "empty":
+        # before the dtype: a column of nothing but nulls has lost its dtype (float, object)
         out.append(_violation(name, "all_null",
                               f"values (reference {ref['null_fraction']:.1%} null)",
                               f"all {n} values null"))
+        return stat
+    if not _compatible(ref["family"], family) and not _whole_floats(s, ref["family"], family):
+        out.append(_violation(name, "dtype", f"{ref['dtype']} ({ref['family']})",
+                              f"{s.dtype} ({family})"))
         return stat
     if nulls and not ref["nullable"]:
         out.append(_violation(name, "nullable", "no nulls", f"{nulls} nulls ({share:.2%})"))
