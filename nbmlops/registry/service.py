@@ -183,7 +183,7 @@ def resolve_model_uri(store: Store, uri: str) -> ModelVersion:
 def _check_fitted(obj: Any, label: str) -> None:
     cls = type(obj).__name__
     if isinstance(obj, (str, bytes, int, float, bool, list, tuple, dict, set, type(None))) or not (
-        hasattr(obj, "predict") or hasattr(obj, "transform") or hasattr(obj, "fit")
+        hasattr(obj, "predict") or hasattr(obj, "fit")  # (frames have .transform: not models)
     ):
         raise InvalidArgumentError(f"{label} is a {cls}, not a fitted model")
     if type(obj).__module__.split(".")[0] == "sklearn" or hasattr(obj, "get_params"):
