@@ -370,3 +370,83 @@ export interface FireAnswer {
   run_id: string;
   status: 'started';
 }
+
+// -- models (registry) ----------------------------------------------------------------------------
+
+export interface ModelSummary {
+  name: string;
+  description: string | null;
+  latest_version: number | null;
+  version_count: number;
+  /** alias -> version */
+  aliases: { [alias: string]: number };
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ModelList {
+  models: ModelSummary[];
+}
+
+/** A promotion gate's decision (an audit event of kind `gate`). */
+export interface GateInfo {
+  decision: 'promoted' | 'rejected' | string | null;
+  metric: string | null;
+  alias: string | null;
+  candidate_version: number | null;
+  candidate_score: number | null;
+  champion_version: number | null;
+  champion_score: number | null;
+  rule: { [key: string]: unknown };
+  reasons: string[];
+  data_fingerprint: string | null;
+  rows: number | null;
+}
+
+export interface ModelEventInfo {
+  id: number;
+  /** register | alias | promote | rollback | unalias | rm | gate */
+  kind: string;
+  alias: string | null;
+  from_version: number | null;
+  to_version: number | null;
+  reason: string | null;
+  user: string | null;
+  host: string | null;
+  run_id: string | null;
+  created_at: number;
+  gate: GateInfo | null;
+}
+
+export interface ModelVersionInfo {
+  version: number;
+  uri: string;
+  model_class: string | null;
+  format: string;
+  size: number | null;
+  digest: string;
+  status: string;
+  run_id: string | null;
+  cell_seq: number | null;
+  source_path: string | null;
+  signature: { [key: string]: unknown };
+  aliases: string[];
+  created_at: number;
+  created_by: string | null;
+  gate: GateInfo | null;
+}
+
+export interface ModelDetail extends ModelSummary {
+  versions: ModelVersionInfo[];
+  events: ModelEventInfo[];
+  events_truncated: boolean;
+}
+
+export interface ModelChange {
+  name: string;
+  alias: string;
+  version: number | null;
+  changed: boolean;
+  event: ModelEventInfo | null;
+  aliases: { [alias: string]: number };
+}

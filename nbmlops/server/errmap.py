@@ -14,6 +14,7 @@ from ..errors import (
     StoreUnavailableError,
     StoreVersionError,
 )
+from ..store.registry import AliasError
 from .paths import OutsideRootError
 
 __all__ = ["ConflictError", "LaunchLimitError", "StoreMissingError", "error_code", "http_status"]
@@ -38,6 +39,8 @@ _TABLE: list[tuple[type[BaseException], int, str]] = [
     (NotFoundError, 404, "not_found"),
     (PipelineError, 400, "pipeline_invalid"),
     (ParameterError, 400, "bad_parameter"),
+    # an alias move the registry's state refuses (no earlier version to roll back to, no alias)
+    (AliasError, 409, "conflict"),
     (InvalidArgumentError, 400, "bad_request"),
     (ConflictError, 409, "conflict"),
     (LaunchLimitError, 429, "too_many_runs"),

@@ -25,6 +25,7 @@ from .._format import json_safe
 from ..errors import NbmlopsError, NotFoundError
 from ..store.entities import RUN_SOURCES, RUN_STATUSES
 from .errmap import error_code, http_status
+from .models import ModelService, alias_arg, model_name, reason_arg, version_arg
 from .params import QueryArgs, json_body, param_values, run_id_arg
 from .schedules import MAX_HISTORY, ScheduleService, schedule_name, user_name
 from .service import RunQuery, StoreService
@@ -51,15 +52,22 @@ class NbmlopsHandler(APIHandler):
 
     def initialize(  # type: ignore[override]
         self, service: StoreService, executor: Executor, schedules: ScheduleService | None = None,
+        models: ModelService | None = None,
     ) -> None:
         self.service = service
         self.executor = executor
         self._schedules = schedules
+        self._models = models
 
     @property
     def schedules(self) -> ScheduleService:
         assert self._schedules is not None, "route without the schedule service"
         return self._schedules
+
+    @property
+    def models(self) -> ModelService:
+        assert self._models is not None, "route without the model service"
+        return self._models
 
     def args(self) -> QueryArgs:
         return QueryArgs(self.request.query_arguments, self.allowed_args)
@@ -288,6 +296,48 @@ class PauseScheduleHandler(NbmlopsActionHandler):
         return lambda: self.schedules.resume(checked)
 
 
+class ModelsHandler(NbmlopsHandler):
+    def plan(self) -> Work:  # type: ignore[override]
+        self.args()  # no parameters: refuse unknown ones
+        return self.models.models
+
+
+class ModelHandler(NbmlopsHandler):
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        self.args()
+        checked = model_name(name)
+        return lambda: self.models.model(checked)
+
+
+class PromoteModelHandler(NbmlopsActionHandler):
+    """Point an alias (default ``champion``) at a version: done when answered (200)."""
+
+    done_status = 200
+
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        self.args()
+        checked = model_name(name)
+        body = self.body(("version", "alias", "reason"), ("version",))
+        version = version_arg(body["version"])
+        alias = alias_arg(body.get("alias"))
+        reason = reason_arg(body.get("reason"))
+        return lambda: self.models.promote(checked, version, alias, reason)
+
+
+class RollbackModelHandler(NbmlopsActionHandler):
+    """Move an alias back to the version it pointed at before: done when answered (200)."""
+
+    done_status = 200
+
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        self.args()
+        checked = model_name(name)
+        body = self.body(("alias", "reason"))
+        alias = alias_arg(body.get("alias"))
+        reason = reason_arg(body.get("reason"))
+        return lambda: self.models.rollback(checked, alias, reason)
+
+
 class NotFoundHandler(NbmlopsHandler):
     """Any other path under the API prefix: a JSON 404 (still authenticated)."""
 
@@ -303,9 +353,11 @@ def raise_bad(message: str) -> None:
 
 def route_table(
     service: StoreService, executor: Executor, schedules: ScheduleService,
+    models: ModelService | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns (without the base URL) and their handlers."""
-    kw: dict[str, Any] = {"service": service, "executor": executor, "schedules": schedules}
+    kw: dict[str, Any] = {"service": service, "executor": executor, "schedules": schedules,
+                          "models": models if models is not None else ModelService(service)}
     run_id = r"([^/]+)"
     name = r"([^/]+)"  # checked by the handler: a bad name is a 400, not a 404
     return [
@@ -324,5 +376,9 @@ def route_table(
         (rf"/{API_PREFIX}/schedules/{name}/history", ScheduleHistoryHandler, kw),
         (rf"/{API_PREFIX}/schedules/{name}/fire", FireScheduleHandler, kw),
         (rf"/{API_PREFIX}/schedules/{name}/(pause|resume)", PauseScheduleHandler, kw),
+        (rf"/{API_PREFIX}/models", ModelsHandler, kw),
+        (rf"/{API_PREFIX}/models/{name}", ModelHandler, kw),
+        (rf"/{API_PREFIX}/models/{name}/promote", PromoteModelHandler, kw),
+        (rf"/{API_PREFIX}/models/{name}/rollback", RollbackModelHandler, kw),
         (rf"/{API_PREFIX}/(.*)", NotFoundHandler, kw),
     ]
