@@ -12,11 +12,11 @@ import { MlopsPanel } from './panel';
 const OPEN = 'nbmlops:open-panel';
 
 /** The MLOps side panel: live cell lineage of the active notebook, runs, lineage graphs,
- * pipelines and schedules. */
+ * pipelines, schedules and registered models. */
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'nbmlops:panel',
   description:
-    'MLOps side panel: cell lineage, runs, comparisons, lineage graphs, pipelines and schedules.',
+    'MLOps side panel: cell lineage, runs, comparisons, lineage graphs, pipelines, schedules and models.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ILayoutRestorer, ICommandPalette],

@@ -1,6 +1,6 @@
 /**
  * The "MLOps" side panel: a header and tabs (This notebook, Runs, Lineage, Pipelines,
- * Schedules) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
+ * Schedules, Models) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
  *
  * The tabs are icons (a tooltip and an accessible name each) and the header names the tab shown,
  * so they fit JupyterLab's default sidebar width; a wide panel shows their labels as well
@@ -17,11 +17,13 @@ import { h } from './dom';
 import {
   cellsIcon,
   mlopsIcon,
+  modelsIcon,
   pipelinesIcon,
   runsIcon,
   schedulesIcon
 } from './icon';
 import { LineageView } from './lineageView';
+import { ModelsView } from './modelsView';
 import { NotebookView } from './notebookView';
 import { PipelinesView } from './pipelinesView';
 import { RunsView } from './runsView';
@@ -51,6 +53,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.lineageView = new LineageView(this);
     this.pipelinesView = new PipelinesView(this);
     this.schedulesView = new SchedulesView();
+    this.modelsView = new ModelsView();
     this.tabs = new TabPanel({ renderer: new TabRenderer() });
     this.tabs.addClass('nbmlops-tabs');
     this.tabs.tabBar.addClass('jp-NbmlopsTabBar');
@@ -60,7 +63,8 @@ export class MlopsPanel extends Panel implements IPanelContext {
       [this.runsView, runsIcon, 'runs of the store: search, details, compare'],
       [this.lineageView, mlopsIcon, 'where a file or model came from, what came of it'],
       [this.pipelinesView, pipelinesIcon, 'pipeline definitions: run, step status'],
-      [this.schedulesView, schedulesIcon, 'cron schedules and triggers']
+      [this.schedulesView, schedulesIcon, 'cron schedules and triggers'],
+      [this.modelsView, modelsIcon, 'registered models: versions, aliases, gate, promote']
     ];
     for (const [view, icon, what] of views) {
       view.title.icon = icon;
@@ -152,6 +156,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
   private lineageView: LineageView;
   private pipelinesView: PipelinesView;
   private schedulesView: SchedulesView;
+  private modelsView: ModelsView;
 }
 
 /** Tabs named for assistive technology by their label, also when only the icon shows. */

@@ -40,7 +40,7 @@ TRAIN = [
     "X = X * 2  # redefines X: the fit cell above is now stale",
     "joblib.dump(model, 'models/model.joblib')",
 ]
-TAB_NAMES = ["This notebook", "Runs", "Lineage", "Pipelines", "Schedules"]
+TAB_NAMES = ["This notebook", "Runs", "Lineage", "Pipelines", "Schedules", "Models"]
 HOSTILE = [
     "%load_ext nbmlops",
     f"label = {XSS!r}  # {XSS}",
