@@ -170,3 +170,17 @@ def test_gate_reads_held_out_data_from_a_file(store: Store, data: dict[str, Any]
     with pytest.raises(NotFoundError, match="no held-out data file"):
         gate(data["good"], name="f", metric="f1_macro", data=tmp_path / "gone.parquet",
              target="target", store=store)
+
+
+def test_the_same_model_file_is_not_registered_twice(store: Store, data: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "best.joblib"
+    joblib.dump(data["good"], path)
+    first = gate(str(path), name="same", metric="f1_macro", data=data["test"], target="target",
+                 store=store)
+    again = gate(str(path), name="same", metric="f1_macro", data=data["test"], target="target",
+                 store=store)
+    assert first.promoted and not again.promoted
+    assert again.candidate_version == first.candidate_version == 1
+    assert _versions(store, "same") == 1
+    assert again.reasons == ["v1 already holds champion"]

@@ -49,7 +49,14 @@ def _version_dict(v: ModelVersion) -> dict[str, Any]:
 def _event_line(e: ModelEvent) -> str:
     from .._format import format_timestamp
 
-    if e.kind in ("alias", "promote", "rollback", "gate", "unalias") and e.alias:
+    d = e.details or {}
+    if e.kind == "gate" and d.get("candidate"):
+        cand, champ = d["candidate"], d.get("champion") or {}
+        held = (f"{d.get('rule', {}).get('must_beat') or e.alias} v{champ['version']} "
+                f"{champ['score']:.4f}" if champ.get("score") is not None else "no holder")
+        move = (f"{e.model} v{cand.get('version')} {str(d.get('decision', '?')).upper()} for "
+                f"@{e.alias}: {d.get('metric')} {cand.get('score', float('nan')):.4f} vs {held}")
+    elif e.kind in ("alias", "promote", "rollback", "gate", "unalias") and e.alias:
         move = f"{e.model}@{e.alias}: {_v(e.from_version)} -> {_v(e.to_version)}"
     elif e.kind == "rm":
         move = f"{e.model} version {e.from_version} removed"

@@ -53,11 +53,12 @@ def pipeline_validate(definition: Path, as_json: bool) -> None:
     """
     from .. import _format
     from ..pipeline.load import load_pipeline
-    from ..pipeline.runner import resolve_step_params
+    from ..pipeline.runner import check_gates, resolve_step_params
 
     pipe = load_pipeline(definition)
     order = pipe.topological_order()
     params = resolve_step_params(pipe)
+    check_gates(pipe)
     if as_json:
         click.echo(_format.to_json({"name": pipe.name, "valid": True, "order": order,
                                     "params": params}))
@@ -204,7 +205,7 @@ def pipeline_run(
                 "name": r.name, "state": r.state, "run_id": r.run_id, "attempts": r.attempts,
                 "duration": r.duration, "error": r.error, "failed_cell_index": r.failed_cell_index,
                 "output_notebook": str(r.output_notebook) if r.output_notebook else None,
-                "cached_from": r.cached_from,
+                "cached_from": r.cached_from, "gate": r.gate,
             } for r in (result.steps[n] for n in order)],
         }))
     else:

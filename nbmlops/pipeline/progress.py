@@ -117,7 +117,21 @@ def summary_table(result: PipelineResult, order: list[str], *, cwd: Any = None) 
     for r in result.steps.values():
         counts[r.state] = counts.get(r.state, 0) + 1
     parts = ", ".join(f"{n} {state}" for state, n in counts.items())
-    return (
-        f"{text}\npipeline {result.pipeline} {result.status} in {format_duration(result.duration)}: "
-        f"{parts} (run {result.run_id[:8]})"
-    )
+    gates = []
+    for name in order:
+        g = result.steps[name].gate
+        if g:
+            held = (f"{g['rule'].get('must_beat')} v{g['champion_version']} "
+                    f"{g['champion_score']:.4f}" if g.get("champion_version") is not None
+                    else f"no {g['rule'].get('must_beat') or 'holder'} yet")
+            gates.append(
+                f"gate {g['name']} (step {name}): candidate v{g['candidate_version']} "
+                f"{g['metric']} {g['candidate_score']:.4f} vs {held} -> {g['decision'].upper()}"
+                + (f" (now {g['rule'].get('alias')})" if g["promoted"] else "")
+            )
+    return "\n".join([
+        text,
+        *gates,
+        f"pipeline {result.pipeline} {result.status} in {format_duration(result.duration)}: "
+        f"{parts} (run {result.run_id[:8]})",
+    ])

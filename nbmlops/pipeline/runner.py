@@ -89,6 +89,8 @@ class StepResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     #: a ``validate:`` check with ``on_fail: fail`` failed (not retried: the data decides)
     validation_failed: bool = False
+    #: the ``gate:`` decision (:meth:`GateDecision.to_dict`) when the step has a gate and ran
+    gate: dict[str, Any] | None = None
 
 
 @dataclass
@@ -126,6 +128,23 @@ def _read_notebook(step: Step) -> Any:
         return read_notebook_light(step.notebook)
     except InvalidArgumentError as exc:
         raise PipelineError(f"step {step.name}: {exc}") from exc
+
+
+def check_gates(pipeline: Pipeline) -> None:
+    """Refuse a ``gate:`` rule the gate cannot apply (an unknown metric, a bad margin) before
+    anything runs, with the block's position (imports scikit-learn: only for gated pipelines)."""
+    gated = [s for s in pipeline.steps.values() if s.gate is not None]
+    if not gated:
+        return
+    from ..registry.gate import parse_rule
+
+    for step in gated:
+        assert step.gate is not None
+        try:
+            parse_rule(step.gate.rule)
+        except NbmlopsError as exc:
+            raise PipelineError(f"{step.gate.location}: steps.{step.name}.gate: "
+                                f"{str(exc).removeprefix('gate: ')}") from None
 
 
 def resolve_step_params(
@@ -284,6 +303,7 @@ class PipelineRunner:
             return self._store
 
     def run(self) -> PipelineResult:
+        check_gates(self.pipeline)
         self._create_run()
         try:
             self._schedule()
@@ -609,6 +629,8 @@ class PipelineRunner:
             self._mark(run_id, "failed")
             return "failed"
         error = self._validate(step, "after", run_id)
+        if error is None:
+            error = self._gate(step, res, run_id)
         if error is not None:  # before the cache: a failed output is not reused
             res.error, res.validation_failed = error, True
             self._mark(run_id, "failed")
@@ -623,6 +645,34 @@ class PipelineRunner:
             except NbmlopsError as exc:
                 log.warning("step %s: not cached: %s", step.name, exc)
         return "ran"
+
+    def _gate(self, step: Step, res: StepResult, run_id: str) -> str | None:
+        """The step's ``gate:``, after it ran: register the model it wrote as a version linked
+        to the step's run, score it against the alias holder on the held-out data and promote
+        it or not (:func:`nbmlops.registry.gate.gate`). The decision is a tag
+        ``nbmlops.gate.NAME`` of the step run. Returns an error when the gate could not decide,
+        or when it rejected the candidate and ``on_reject`` is ``fail``."""
+        g = step.gate
+        if g is None:
+            return None
+        from ..registry.gate import gate
+
+        root = self.pipeline.root
+        try:
+            decision = gate(
+                str(root / g.model), name=g.name, data=str(root / g.data), target=g.target,
+                run_id=run_id, store=self.store,
+                reason=f"gate of pipeline {self.pipeline.name} step {step.name}", **g.rule,
+            )
+        except NbmlopsError as exc:
+            return f"step {step.name}: {exc}"
+        res.gate = decision.to_dict()
+        summary = f"{decision.decision}: {_one_line(str(decision).splitlines()[0], 200)}"
+        self._tag(run_id, {f"nbmlops.gate.{g.name}": summary})
+        if not decision.promoted and g.on_reject == "fail":
+            return f"step {step.name}: {g.name} v{decision.candidate_version} rejected by the " \
+                   f"gate ({'; '.join(decision.reasons)})"
+        return None
 
     def _validate(self, step: Step, when: str, run_id: str) -> str | None:
         """Run the step's ``validate:`` checks of one phase (``before``: inputs, recorded in
@@ -843,6 +893,7 @@ class StepRunner(PipelineRunner):
         ``ran``, ``cached``, ``failed`` or ``cancelled``)."""
         step = self._step(name)
         res = self.results[name]
+        check_gates(self.pipeline)
         try:
             self._load_upstream(step)
             self._ensure_run()

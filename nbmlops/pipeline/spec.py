@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Step",
     "StepValidation",
+    "StepGate",
     "Pipeline",
     "PipelineError",
     "load_pipeline_yaml",
@@ -74,6 +75,24 @@ class StepValidation:
 
 
 @dataclass
+class StepGate:
+    """A step's ``gate:``: after the step ran, register ``model`` (a file it wrote) as a version
+    of ``name`` and promote it to ``rule["alias"]`` only if it beats the holder of
+    ``rule["must_beat"]`` on the held-out ``data`` (:func:`nbmlops.registry.gate.gate`)."""
+
+    model: str
+    name: str
+    data: str
+    target: str
+    #: metric, min, max, must_beat, by, alias (:func:`nbmlops.registry.gate.parse_rule`)
+    rule: dict[str, Any] = field(default_factory=dict)
+    #: ``pass``: a rejected candidate is a normal outcome; ``fail``: it fails the step
+    on_reject: str = "pass"
+    #: ``FILE:LINE:COL`` of the block
+    location: str | None = None
+
+
+@dataclass
 class Step:
     """One node of the DAG: a notebook run headless with parameters."""
 
@@ -97,6 +116,8 @@ class Step:
     cache: bool = True
     #: data validations of inputs (before the step starts) and outputs (after it ran)
     validations: list[StepValidation] = field(default_factory=list)
+    #: register + promotion gate of a model the step wrote (after it ran)
+    gate: StepGate | None = None
     #: tagged-notebook form only: variable name -> the step that defines it (loaded before the
     #: step's cells run)
     variables_in: dict[str, str] = field(default_factory=dict)
@@ -365,6 +386,39 @@ PIPELINE_SCHEMA: dict[str, Any] = {
                     "type": "array",
                     "items": {"$ref": "#/$defs/validation"},
                 },
+                "gate": {"$ref": "#/$defs/gate"},
+            },
+        },
+        "gate": {
+            "description": "Register a model the step wrote and promote it only if it beats "
+                           "the current champion on held-out data.",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["model", "name", "data", "target", "metric"],
+            "properties": {
+                "model": {"description": "The model file the step writes.",
+                          "type": "string", "minLength": 1},
+                "name": {"description": "Registered model name.", "type": "string",
+                         "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                         "x-pattern": "letters, digits, '_', '.' and '-', starting with a "
+                                      "letter or digit"},
+                "data": {"description": "Held-out data file (csv or parquet).",
+                         "type": "string", "minLength": 1},
+                "target": {"description": "The label column of the held-out data.",
+                           "type": "string", "minLength": 1},
+                "metric": {"description": "A scikit-learn scorer name, or a loss (log_loss, "
+                                          "rmse, mae ...).", "type": "string", "minLength": 1},
+                "min": {"type": "number"},
+                "max": {"type": "number"},
+                "must_beat": {"description": "The alias the candidate must beat (champion).",
+                              "type": ["string", "null"]},
+                "by": {"description": "Margin it must beat it by.", "type": "number",
+                       "minimum": 0},
+                "alias": {"description": "Alias a passing candidate gets (champion).",
+                          "type": "string", "minLength": 1},
+                "on_reject": {"description": "pass (default): a rejection is an outcome; "
+                                             "fail: it fails the step.",
+                              "enum": ["pass", "fail"]},
             },
         },
         "validation": {
@@ -821,6 +875,23 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
                 when="after" if os.path.normpath(str(entry["path"])) in own_outputs else "before",
                 location=f"{file}:{line}:{col}",
             ))
+        gate = None
+        if raw.get("gate") is not None:
+            g = raw["gate"]
+            gat: _NodePath = (*at, "gate")
+            own_outputs = {os.path.normpath(str(x)) for x in _as_list(raw.get("outputs"))}
+            if os.path.normpath(str(g["model"])) not in own_outputs:
+                problems.append(positions.problem(
+                    (*gat, "model"), f"{g['model']!r} is not among this step's outputs (the "
+                    "gate registers a model the step writes)"))
+            line, col = positions.at(gat)
+            gate = StepGate(
+                model=str(g["model"]), name=str(g["name"]), data=str(g["data"]),
+                target=str(g["target"]),
+                rule={k: g[k] for k in ("metric", "min", "max", "must_beat", "by", "alias")
+                      if k in g},
+                on_reject=str(g.get("on_reject", "pass")), location=f"{file}:{line}:{col}",
+            )
         steps[name] = Step(
             name=name,
             notebook=notebook,
@@ -832,6 +903,7 @@ def _analyse(path: str | Path) -> tuple[Pipeline | None, list[str]]:
             timeout=timeout,
             cache=bool(raw.get("cache", defaults.get("cache", True))),
             validations=validations,
+            gate=gate,
         )
     if problems:
         return None, report(problems)

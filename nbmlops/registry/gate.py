@@ -223,14 +223,26 @@ def _score(scorer: Any, lower: bool, model: Any, X: Any, y: Any, label: str, met
     return -value if lower else value
 
 
-def _session_context() -> tuple[str | None, int | None]:
+def _session_run() -> str | None:
+    """The run of this kernel's capture session, if one is active."""
     from ..capture.session import active_session
 
     session = active_session()
-    if session is None or session.run_id is None:
-        return None, None
-    cell = getattr(session, "_cell", None)
-    return session.run_id, getattr(cell, "seq", None)
+    return session.run_id if session is not None else None
+
+
+def _same_file_version(store: Store, name: str, path: Path) -> Any:
+    """The version of ``name`` whose stored file has exactly ``path``'s content, if any (a
+    re-run that wrote the same model is not registered twice)."""
+    from ..store.artifacts import sha256_file
+    from . import service
+
+    digest = sha256_file(path)
+    try:
+        versions = service.list_versions(store, name)
+    except NotFoundError:
+        return None
+    return next((v for v in versions if v.digest == digest), None)
 
 
 def gate(
@@ -263,90 +275,85 @@ def gate(
                        "by": by, "alias": alias})
     scorer, lower = _scorer(rule.metric)
     X_, y_, fingerprint = _xy(data, target, X, y)
-    own_store = store is None
     if store is None:
         from ..query import default_store
 
-        store = default_store()
-    session_run, cell_seq = _session_context()
-    run_id = run_id or session_run
-    try:
-        if isinstance(candidate, str) and candidate.startswith("models:/"):
-            version = service.resolve_model_uri(store, candidate)
-            if version.model != name:
-                raise InvalidArgumentError(
-                    f"gate: candidate {candidate} is a version of {version.model}, not {name}"
-                )
-            model = service.load_model(candidate, store=store)
-            cand = _score(scorer, lower, model, X_, y_, f"{name} v{version.version}", rule.metric)
-        else:
-            model = (service.load_model(str(candidate), store=store)
-                     if isinstance(candidate, (str, os.PathLike)) else candidate)
-            # scored before it is registered: a model that cannot be scored leaves no version
-            cand = _score(scorer, lower, model, X_, y_, "the candidate", rule.metric)
-            version = service.register(
-                store, candidate, name=name, run_id=run_id,
-                reason=reason or "gate candidate",
+        store = default_store()  # shared by the process: not closed here
+    run_id = run_id or _session_run()
+    if isinstance(candidate, str) and candidate.startswith("models:/"):
+        version = service.resolve_model_uri(store, candidate)
+        if version.model != name:
+            raise InvalidArgumentError(
+                f"gate: candidate {candidate} is a version of {version.model}, not {name}"
             )
-        holder = None
-        if rule.must_beat:
-            try:
-                holder = service.resolve_model_uri(store, f"models:/{name}@{rule.must_beat}")
-            except NotFoundError:
-                holder = None
-        champ: float | None = None
-        reasons: list[str] = []
-        ok = True
-        if rule.min is not None and cand < rule.min:
-            ok = False
-            reasons.append(f"{rule.metric} {cand:.4f} < min {rule.min:g}")
-        if rule.max is not None and cand > rule.max:
-            ok = False
-            reasons.append(f"{rule.metric} {cand:.4f} > max {rule.max:g}")
-        if holder is not None and holder.version == version.version:
-            ok = False
-            reasons.append(f"v{version.version} already holds {rule.must_beat}")
-        elif holder is not None:
-            champ_model = service.load_model(holder.uri, store=store)
-            champ = _score(scorer, lower, champ_model, X_, y_,
-                           f"{rule.must_beat} v{holder.version}", rule.metric)
-            gain = (champ - cand) if lower else (cand - champ)
-            if (gain <= 0) if rule.by == 0 else (gain < rule.by - 1e-12):
-                ok = False
-                need = "better than" if rule.by == 0 else f"better by {rule.by:g} than"
-                reasons.append(f"{rule.metric} {cand:.4f} is not {need} {rule.must_beat} "
-                               f"v{holder.version} ({champ:.4f})")
-            else:
-                reasons.append(f"{rule.metric} {cand:.4f} beats {rule.must_beat} "
-                               f"v{holder.version} ({champ:.4f})"
-                               + (f" by {abs(gain):.4f} >= {rule.by:g}" if rule.by else ""))
-        elif rule.must_beat:
-            reasons.append(f"no {rule.must_beat} yet: bounds only")
-        if ok and (rule.min is not None or rule.max is not None):
-            reasons.append(f"{rule.metric} {cand:.4f} within bounds")
-        details = {
-            "rule": asdict(rule), "metric": rule.metric, "lower_is_better": lower,
-            "decision": "promoted" if ok else "rejected",
-            "candidate": {"version": version.version, "score": cand},
-            "champion": ({"version": holder.version, "score": champ}
-                         if holder is not None else None),
-            "data_fingerprint": fingerprint, "rows": int(len(y_)), "reasons": reasons,
-            "cell_seq": cell_seq,
-        }
-        event = service.record_event(
-            store, name, "gate", details=details, reason=reason, run_id=run_id,
-            to_version=version.version, alias=rule.alias,
+        model = service.load_model(candidate, store=store)
+        cand = _score(scorer, lower, model, X_, y_, f"{name} v{version.version}", rule.metric)
+    else:
+        model = (service.load_model(str(candidate), store=store)
+                 if isinstance(candidate, (str, os.PathLike)) else candidate)
+        # scored before it is registered: a model that cannot be scored leaves no version
+        cand = _score(scorer, lower, model, X_, y_, "the candidate", rule.metric)
+        same = (_same_file_version(store, name, Path(candidate))
+                if isinstance(candidate, (str, os.PathLike)) else None)
+        version = same or service.register(
+            store, candidate, name=name, run_id=run_id,
+            reason=reason or "gate candidate",
         )
-        if ok:
-            service.promote(store, name, version.version, alias=rule.alias,
-                            reason=reason or f"gate: {'; '.join(reasons)}")
-        return GateDecision(
-            name=name, promoted=ok, rule=asdict(rule), metric=rule.metric, lower_is_better=lower,
-            candidate_version=version.version, candidate_score=cand,
-            champion_version=holder.version if holder is not None else None,
-            champion_score=champ, data_fingerprint=fingerprint, rows=int(len(y_)),
-            reasons=reasons, event_id=getattr(event, "id", None),
-        )
-    finally:
-        if own_store:
-            store.close()
+    holder = None
+    if rule.must_beat:
+        try:
+            holder = service.resolve_model_uri(store, f"models:/{name}@{rule.must_beat}")
+        except NotFoundError:
+            holder = None
+    champ: float | None = None
+    reasons: list[str] = []
+    ok = True
+    if rule.min is not None and cand < rule.min:
+        ok = False
+        reasons.append(f"{rule.metric} {cand:.4f} < min {rule.min:g}")
+    if rule.max is not None and cand > rule.max:
+        ok = False
+        reasons.append(f"{rule.metric} {cand:.4f} > max {rule.max:g}")
+    if holder is not None and holder.version == version.version:
+        ok = False
+        reasons.append(f"v{version.version} already holds {rule.must_beat}")
+    elif holder is not None:
+        champ_model = service.load_model(holder.uri, store=store)
+        champ = _score(scorer, lower, champ_model, X_, y_,
+                       f"{rule.must_beat} v{holder.version}", rule.metric)
+        gain = (champ - cand) if lower else (cand - champ)
+        if (gain <= 0) if rule.by == 0 else (gain < rule.by - 1e-12):
+            ok = False
+            need = "better than" if rule.by == 0 else f"better by {rule.by:g} than"
+            reasons.append(f"{rule.metric} {cand:.4f} is not {need} {rule.must_beat} "
+                           f"v{holder.version} ({champ:.4f})")
+        else:
+            reasons.append(f"{rule.metric} {cand:.4f} beats {rule.must_beat} "
+                           f"v{holder.version} ({champ:.4f})"
+                           + (f" by {abs(gain):.4f} >= {rule.by:g}" if rule.by else ""))
+    elif rule.must_beat:
+        reasons.append(f"no {rule.must_beat} yet: bounds only")
+    if ok and (rule.min is not None or rule.max is not None):
+        reasons.append(f"{rule.metric} {cand:.4f} within bounds")
+    details = {
+        "rule": asdict(rule), "metric": rule.metric, "lower_is_better": lower,
+        "decision": "promoted" if ok else "rejected",
+        "candidate": {"version": version.version, "score": cand},
+        "champion": ({"version": holder.version, "score": champ}
+                     if holder is not None else None),
+        "data_fingerprint": fingerprint, "rows": int(len(y_)), "reasons": reasons,
+    }
+    event = service.record_event(
+        store, name, "gate", details=details, reason=reason, run_id=run_id,
+        to_version=version.version, alias=rule.alias,
+    )
+    if ok:
+        service.promote(store, name, version.version, alias=rule.alias,
+                        reason=f"{reason or 'gate'}: {'; '.join(reasons)}")
+    return GateDecision(
+        name=name, promoted=ok, rule=asdict(rule), metric=rule.metric, lower_is_better=lower,
+        candidate_version=version.version, candidate_score=cand,
+        champion_version=holder.version if holder is not None else None,
+        champion_score=champ, data_fingerprint=fingerprint, rows=int(len(y_)),
+        reasons=reasons, event_id=getattr(event, "id", None),
+    )

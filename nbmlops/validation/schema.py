@@ -263,7 +263,8 @@ def check_frame(df: pd.DataFrame, schema: Schema, thresholds: Thresholds, *,
             violations.append(_violation(name, "missing_column", f"column of dtype {ref['dtype']}",
                                          "missing"))
             continue
-        stats[name] = _check_column(df[names[name]], name, ref, thresholds, violations)
+        stats[name] = _check_column(df[names[name]], name, {**ref, "_rows": schema.rows},
+                                    thresholds, violations)
     extra = [c for c in names if c not in schema.columns]
     if extra and not allow_extra_columns:
         for name in extra:
@@ -326,11 +327,28 @@ def _check_numeric(s: pd.Series, name: str, ref: dict[str, Any], th: Thresholds,
                               f"{outside} values outside (min {_fmt(vmin)}, max {_fmt(vmax)})"))
     limit = th.get(name, "psi")
     if limit is not None:
-        actual = drift.bin_fractions(drift.sample(values), ref["bins"])
-        value = drift.psi(ref["expected"], actual)
-        stat["psi"] = round(value, 6)
-        if value > limit:
-            out.append(_violation(name, "drift", f"PSI <= {limit:g}", f"PSI {value:.3f}"))
+        sampled = drift.sample(values)
+        actual = drift.bin_fractions(sampled, ref["bins"])
+        _judge_psi(name, ref, limit, actual, len(sampled), out, stat)
+
+
+def _judge_psi(name: str, ref: dict[str, Any], limit: float, actual: list[float], n: int,
+               out: list[dict[str, str]], stat: dict[str, Any], *,
+               expected: list[float] | None = None) -> None:
+    """PSI of ``actual`` against the reference's shares; drift is what exceeds ``limit`` beyond
+    the PSI that samples of these sizes show by chance (:func:`drift.psi_noise`), so a small
+    batch is not flagged for its own noise while large ones are judged on PSI itself."""
+    shares = ref["expected"] if expected is None else expected
+    value = drift.psi(shares, actual, n_actual=min(n, drift.DRIFT_SAMPLE))
+    rows = ref.get("_rows")
+    noise = drift.psi_noise(len(shares), min(n, drift.DRIFT_SAMPLE),
+                            min(rows, drift.DRIFT_SAMPLE) if rows else None)
+    stat["psi"] = round(value, 6)
+    stat["psi_noise"] = round(noise, 6)
+    if value - noise > limit:
+        observed = f"PSI {value:.3f}" + (f" ({value - noise:.3f} beyond the {noise:.3f} "
+                                         f"expected by chance for {n} rows)" if noise >= 0.01 else "")
+        out.append(_violation(name, "drift", f"PSI <= {limit:g}", observed))
 
 
 def _check_categorical(s: pd.Series, name: str, ref: dict[str, Any], th: Thresholds,
@@ -360,10 +378,8 @@ def _check_categorical(s: pd.Series, name: str, ref: dict[str, Any], th: Thresho
     actual_counts = [*observed.values(), sum(new.values())]
     limit = th.get(name, "psi")
     if limit is not None:
-        value = drift.psi(expected_shares, [c / total for c in actual_counts])
-        stat["psi"] = round(value, 6)
-        if value > limit:
-            out.append(_violation(name, "drift", f"PSI <= {limit:g}", f"PSI {value:.3f}"))
+        _judge_psi(name, ref, limit, [c / total for c in actual_counts], total, out, stat,
+                   expected=expected_shares)
     pmin = th.get(name, "chi2_pvalue")
     if pmin is not None:
         # over the reference's categories (new ones are their own violation), on at most a
