@@ -27,7 +27,11 @@ install-demo: $(VENV)/.installed-demo
 
 install-test: $(VENV)/.installed-test
 
+DEMO_OUTPUTS := example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports
+
 demo: install-demo
+	@echo "== a fresh demo store (example_notebooks/.nbmlops), so the first run below is the first champion"
+	rm -rf $(DEMO_OUTPUTS)
 	cd example_notebooks && $(BIN)/nbmlops init
 	@echo
 	@echo "== the example pipeline (example_notebooks/pipeline/pipeline.yaml)"
@@ -38,6 +42,19 @@ demo: install-demo
 	@echo
 	@echo "== run it again: nothing changed, so every step is cached and no kernel starts"
 	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline/pipeline.yaml
+	@echo
+	@echo "== a worse candidate (30% of the training labels shuffled): the gate keeps the champion"
+	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline/pipeline.yaml -p label_noise 0.3
+	@echo
+	@echo "== the model registry: versions, aliases and the audit log of every decision"
+	cd example_notebooks && $(BIN)/nbmlops models versions wine
+	cd example_notebooks && $(BIN)/nbmlops models history wine
+	@echo
+	@echo "== the champion's model card, from lineage alone (data, params, metrics, gate decisions, cells)"
+	cd example_notebooks && $(BIN)/nbmlops card wine@champion -o reports/wine-card.html
+	@echo
+	@echo "== data validation on the command line: the held-out split against the data contract"
+	cd example_notebooks && $(BIN)/nbmlops validate pipeline/data/test.parquet --against pipeline/schemas/wine.json
 	@echo
 	@echo "== the same pipeline written as one tagged notebook (example_notebooks/pipeline_tagged.ipynb)"
 	cd example_notebooks && $(BIN)/nbmlops pipeline run pipeline_tagged.ipynb
@@ -59,6 +76,8 @@ demo: install-demo
 	cd example_notebooks && $(BIN)/nbmlops runs lineage pipeline/models/best.joblib
 	@echo
 	@echo "Lineage store: example_notebooks/.nbmlops/nbmlops.db (SQLite); executed notebooks under example_notebooks/.nbmlops/runs/<run-id>/."
+	@echo "Model card: example_notebooks/reports/wine-card.html; registry: cd example_notebooks && ../$(VENV)/bin/nbmlops models ls"
+	@echo "Reproduce a run: cd example_notebooks && ../$(VENV)/bin/nbmlops reproduce <RUN>   (docs/lifecycle.md)"
 	@echo "Explore: cd example_notebooks && ../$(VENV)/bin/nbmlops runs show <RUN>   (or %load_ext nbmlops, %mlops runs in Jupyter)"
 
 LABEXT_LINK := $(VENV)/share/jupyter/labextensions/nbmlops
@@ -125,6 +144,9 @@ bench: install-test
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/server_api.py
 	$(BIN)/python benchmarks/scheduler.py
+	$(BIN)/python benchmarks/validation.py
+	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/lifecycle.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) $(KFP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache example_notebooks/.nbmlops example_notebooks/out example_notebooks/data example_notebooks/models example_notebooks/reports example_notebooks/pipeline/data example_notebooks/pipeline/models example_notebooks/pipeline/reports labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts
+	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) $(KFP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUTPUTS) labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts

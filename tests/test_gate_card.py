@@ -136,7 +136,7 @@ def test_card_from_lineage_md_html_and_cli(store: Store, data: dict[str, Any],
     assert card["alias_history"][0]["kind"] == "promote"
 
     md = render_markdown(card)
-    for section in ("## Model", "## Training data", "## Gate decisions", "## Alias history",
+    for section in ("## Model", "## Data it was built from", "## Gate decisions", "## Alias history",
                     "## Environment", "## Cells that built it"):
         assert section in md
     assert card["model"]["digest"] in md

@@ -122,7 +122,7 @@ def summary_table(result: PipelineResult, order: list[str], *, cwd: Any = None) 
         g = result.steps[name].gate
         if g:
             held = (f"{g['rule'].get('must_beat')} v{g['champion_version']} "
-                    f"{g['champion_score']:.4f}" if g.get("champion_version") is not None
+                    f"{g['champion_score']:.4f}" if g.get("champion_score") is not None
                     else f"no {g['rule'].get('must_beat') or 'holder'} yet")
             gates.append(
                 f"gate {g['name']} (step {name}): candidate v{g['candidate_version']} "

@@ -107,17 +107,34 @@ def build_card(store: Store, ref: str) -> dict[str, Any]:
             run_ids.append(rid)
     if version.run_id and version.run_id not in run_ids:
         run_ids.append(version.run_id)
-    validations = [v.to_dict() for rid in run_ids for v in store.validations.for_run(rid)]
+    validations: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for rid in run_ids:  # one row per distinct outcome (cached re-runs validate the same file)
+        for v in store.validations.for_run(rid):
+            key = json.dumps([v.data_label, v.reference_label, v.data_fingerprint, v.passed,
+                              v.violations], sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                validations.append(v.to_dict())
     gates = [e.to_dict() for e in events if e.kind == "gate"
              and (e.to_version == version.version
                   or (e.details.get("candidate") or {}).get("version") == version.version)]
     alias_changes = [e.to_dict() for e in events
                      if e.kind in ("alias", "promote", "rollback", "unalias")]
-    held_out = [{"fingerprint": g["details"].get("data_fingerprint"),
-                 "rows": g["details"].get("rows"), "metric": g["details"].get("metric")}
-                for g in gates if g["details"].get("data_fingerprint")]
-    datasets = [{**d, "rows": _rows(d.get("schema")), "columns": _columns(d.get("schema"))}
-                for d in lineage.get("datasets") or []]
+    held_out: list[dict[str, Any]] = []
+    for g in gates:
+        d = g["details"]
+        entry = {"uri": (d.get("data_file") or {}).get("uri"), "fingerprint": d.get("data_fingerprint"),
+                 "rows": d.get("rows"), "metric": d.get("metric")}
+        if d.get("data_fingerprint") and entry not in held_out:
+            held_out.append(entry)
+    held_uris = {h["uri"] for h in held_out if h["uri"]}
+    datasets: list[dict[str, Any]] = []
+    other_inputs: list[dict[str, Any]] = []
+    for d in lineage.get("datasets") or []:
+        row = {**d, "rows": _rows(d.get("schema")), "columns": _columns(d.get("schema")),
+               "held_out": d.get("uri") in held_uris}
+        (datasets if d.get("schema") else other_inputs).append(row)
     return {
         "title": f"{version.model} v{version.version}",
         "uri": version.uri,
@@ -132,6 +149,7 @@ def build_card(store: Store, ref: str) -> dict[str, Any]:
         "params": lineage.get("params") or {},
         "metrics": lineage.get("metrics") or {},
         "training_data": datasets,
+        "other_inputs": other_inputs,
         "validation_data": held_out,
         "validations": validations,
         "gates": gates,
@@ -196,13 +214,19 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[A
             ["git commit", (card["git"].get("commit") or "-")
              + (" (dirty)" if card["git"].get("dirty") else "")],
         ] if run else []),
-        ("Training data", ["path", "fingerprint", "rows", "columns"], [
-            [d.get("uri"), d.get("fingerprint"), d.get("rows") if d.get("rows") is not None else "?",
+        ("Data it was built from", ["path", "fingerprint", "rows", "columns"], [
+            [d.get("uri") + (" (also the gate's held-out data)" if d.get("held_out") else ""),
+             d.get("fingerprint"), d.get("rows") if d.get("rows") is not None else "?",
              ", ".join(f"{k}: {v}" if v else k for k, v in (d.get("columns") or {}).items()) or "-"]
             for d in card["training_data"]
         ]),
-        ("Held-out data (gate)", ["fingerprint", "rows", "metric"], [
-            [h.get("fingerprint"), h.get("rows"), h.get("metric")] for h in card["validation_data"]
+        ("Other inputs upstream (models, files)", ["path", "kind", "fingerprint", "size"], [
+            [d.get("uri"), d.get("kind"), d.get("fingerprint"), d.get("size")]
+            for d in card.get("other_inputs") or []
+        ]),
+        ("Held-out data (gate)", ["path", "rows fingerprint", "rows", "metric"], [
+            [h.get("uri") or "(in memory)", h.get("fingerprint"), h.get("rows"), h.get("metric")]
+            for h in card["validation_data"]
         ]),
         ("Parameters", ["name", "value"], [[k, _fmt(v)] for k, v in sorted(card["params"].items())]),
         ("Metrics", ["name", "value"], [[k, _fmt(v)] for k, v in sorted(card["metrics"].items())]),

@@ -139,10 +139,13 @@ class GateDecision:
     rows: int
     reasons: list[str] = field(default_factory=list)
     event_id: int | None = None
+    #: the candidate is the version already holding the alias (the same model again)
+    unchanged: bool = False
 
     @property
     def decision(self) -> str:
-        return "promoted" if self.promoted else "rejected"
+        """``promoted``, ``rejected``, or ``unchanged`` (the candidate already held it)."""
+        return "promoted" if self.promoted else "unchanged" if self.unchanged else "rejected"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "decision": self.decision}
@@ -170,8 +173,11 @@ class GateDecision:
         )
 
 
-def _xy(data: Any, target: str | None, X: Any, y: Any) -> tuple[Any, Any, str]:
-    """The held-out features and labels, and a fingerprint of exactly those rows."""
+def _xy(data: Any, target: str | None, X: Any, y: Any
+        ) -> tuple[Any, Any, str, dict[str, Any] | None]:
+    """The held-out features and labels, a fingerprint of exactly those rows, and the file they
+    came from (path and content fingerprint) when ``data`` is one."""
+    source = None
     if data is not None:
         if X is not None or y is not None:
             raise InvalidArgumentError("gate: give either data= (with target=) or X= and y=")
@@ -181,6 +187,10 @@ def _xy(data: Any, target: str | None, X: Any, y: Any) -> tuple[Any, Any, str]:
                 raise NotFoundError(f"gate: no held-out data file {path}")
             import pandas as pd
 
+            from ..fingerprint import fingerprint_file
+
+            fp = fingerprint_file(path)
+            source = {"uri": str(path.resolve()), "fingerprint": fp[0] if fp else None}
             data = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         if target is None or target not in getattr(data, "columns", ()):
             cols = ", ".join(map(str, getattr(data, "columns", [])))
@@ -190,7 +200,7 @@ def _xy(data: Any, target: str | None, X: Any, y: Any) -> tuple[Any, Any, str]:
         X, y = data.drop(columns=[target]), data[target]
     if X is None or y is None:
         raise InvalidArgumentError("gate: held-out data is needed: data= and target=, or X= and y=")
-    return X, y, _fingerprint(X, y)
+    return X, y, _fingerprint(X, y), source
 
 
 def _fingerprint(X: Any, y: Any) -> str:
@@ -274,7 +284,7 @@ def gate(
     rule = parse_rule({"metric": metric, "min": min, "max": max, "must_beat": must_beat,
                        "by": by, "alias": alias})
     scorer, lower = _scorer(rule.metric)
-    X_, y_, fingerprint = _xy(data, target, X, y)
+    X_, y_, fingerprint, source = _xy(data, target, X, y)
     if store is None:
         from ..query import default_store
 
@@ -295,8 +305,11 @@ def gate(
         cand = _score(scorer, lower, model, X_, y_, "the candidate", rule.metric)
         same = (_same_file_version(store, name, Path(candidate))
                 if isinstance(candidate, (str, os.PathLike)) else None)
+        from .signature import infer_signature
+
         version = same or service.register(
             store, candidate, name=name, run_id=run_id,
+            signature=infer_signature(model, X_, y_) | {"source": "held-out data"},
             reason=reason or "gate candidate",
         )
     holder = None
@@ -314,8 +327,10 @@ def gate(
     if rule.max is not None and cand > rule.max:
         ok = False
         reasons.append(f"{rule.metric} {cand:.4f} > max {rule.max:g}")
-    if holder is not None and holder.version == version.version:
+    unchanged = holder is not None and holder.version == version.version
+    if unchanged:
         ok = False
+        champ = cand  # the same model, scored once
         reasons.append(f"v{version.version} already holds {rule.must_beat}")
     elif holder is not None:
         champ_model = service.load_model(holder.uri, store=store)
@@ -337,11 +352,12 @@ def gate(
         reasons.append(f"{rule.metric} {cand:.4f} within bounds")
     details = {
         "rule": asdict(rule), "metric": rule.metric, "lower_is_better": lower,
-        "decision": "promoted" if ok else "rejected",
+        "decision": "promoted" if ok else "unchanged" if unchanged else "rejected",
         "candidate": {"version": version.version, "score": cand},
         "champion": ({"version": holder.version, "score": champ}
                      if holder is not None else None),
         "data_fingerprint": fingerprint, "rows": int(len(y_)), "reasons": reasons,
+        "data_file": source,
     }
     event = service.record_event(
         store, name, "gate", details=details, reason=reason, run_id=run_id,
@@ -355,5 +371,5 @@ def gate(
         candidate_version=version.version, candidate_score=cand,
         champion_version=holder.version if holder is not None else None,
         champion_score=champ, data_fingerprint=fingerprint, rows=int(len(y_)),
-        reasons=reasons, event_id=getattr(event, "id", None),
+        reasons=reasons, event_id=getattr(event, "id", None), unchanged=unchanged,
     )

@@ -225,8 +225,12 @@ def register(
     variable: str | None = None,
     namespace: Mapping[str, Any] | None = None,
     fmt: str | None = None,
+    signature: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Register a fitted model object or a model file as the next version of ``name``.
+
+    ``signature`` is used for a file whose lineage gives none (the gate passes the one it
+    inferred from the loaded model and the held-out data).
 
     An object is written with skops when it is a scikit-learn model that round-trips, else
     joblib (``fmt`` forces one); a path is stored as it is (format detected: skops zip,
@@ -243,7 +247,7 @@ def register(
         check_alias(alias)
     if isinstance(obj_or_path, (str, os.PathLike)):
         return _register_path(store, Path(obj_or_path), name, alias=alias, reason=reason,
-                              run_id=run_id)
+                              run_id=run_id, signature_hint=signature)
     session = _session()
     ns: Mapping[str, Any] = namespace if namespace is not None else (
         session.user_ns if session is not None else {})
@@ -312,7 +316,8 @@ def _add(store: Store, name: str, stored: Path, digest: str, fmt: str, *, alias:
 
 
 def _register_path(store: Store, path: Path, name: str, *, alias: str | None,
-                   reason: str | None, run_id: str | None) -> ModelVersion:
+                   reason: str | None, run_id: str | None,
+                   signature_hint: Mapping[str, Any] | None = None) -> ModelVersion:
     if not path.is_file():
         raise NotFoundError(f"no model file {path}" + (" (it is a directory)" if path.is_dir() else ""))
     fmt = detect_format(path)
@@ -339,6 +344,8 @@ def _register_path(store: Store, path: Path, name: str, *, alias: str | None,
             signature = _signature_from_lineage(store, rid, variable, fit_seq, short)
         elif cell_seq is not None:
             info["cell_seq"] = cell_seq
+    if signature.get("inputs") is None and signature_hint is not None:
+        signature = dict(signature_hint)
     digest, stored = store.artifacts.put(path)
     return _add(store, name, stored, digest, fmt, alias=alias, reason=reason, run_id=rid,
                 source_uri=str(path.resolve()), model_class=class_name, signature=signature,
