@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from .query import compare, get_run, history, lineage, runs
     from .registry.api import load_model, register
+    from .registry.gate import gate
     from .slicing import export_notebook
     from .store import Store, open_store
     from .validation import validate
@@ -58,6 +59,7 @@ __all__ = [
     "validate",
     "register",
     "load_model",
+    "gate",
     "Store",
     "open_store",
     "NbmlopsError",
@@ -77,7 +79,7 @@ _LAZY = {
     "runs": "query", "get_run": "query", "history": "query", "lineage": "query",
     "compare": "query", "export_notebook": "slicing", "Store": "store", "open_store": "store",
     "validate": "validation",
-    "register": "registry.api", "load_model": "registry.api",
+    "register": "registry.api", "load_model": "registry.api", "gate": "registry.gate",
 }
 
 

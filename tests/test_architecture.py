@@ -16,7 +16,7 @@ CORE = ["store", "capture", "fingerprint.py", "environment.py", "config.py", "re
         "errors.py", "execute.py", "query.py", "api.py", "engine.py", "_engine_entry.py",
         "params.py", "slicing.py", "pipeline/spec.py", "pipeline/split.py",
         "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule", "orchestrators",
-        "reproduce.py"]
+        "reproduce.py", "pipeline/load.py", "registry", "validation"]
 UI_MODULES = ("ipywidgets", "click", "IPython.display", "nbmlops.notebook",
               "nbmlops.cli", "nbmlops._format")
 
@@ -67,7 +67,7 @@ def test_public_names_do_not_drift() -> None:
     assert sorted(nbmlops.__all__) == sorted([
         "__version__", "load_ipython_extension", "unload_ipython_extension",
         "log_param", "log_params", "log_metric", "log_metrics", "log_artifact", "set_tag",
-        "set_tags", "runs", "get_run", "history", "lineage", "compare", "export_notebook", "validate", "register", "load_model", "Store",
+        "set_tags", "runs", "get_run", "history", "lineage", "compare", "export_notebook", "validate", "register", "load_model", "gate", "Store",
         "open_store",
         "NbmlopsError", "StoreError", "StoreCorruptError", "StoreVersionError",
         "StoreUnavailableError", "NotFoundError", "AmbiguousIdError", "InvalidArgumentError",
