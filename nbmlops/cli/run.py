@@ -136,6 +136,13 @@ def run_notebook(
         params.update(load_params_file(f))
     params.update(dict(param_pairs))
     params = check_parameters(notebook, params)  # before papermill is even imported
+    if any(isinstance(v, str) and v.startswith("models:/") for v in params.values()):
+        # models:/NAME@ALIAS -> the version it points at now, recorded as the run's param
+        from ..registry.service import pin_model_uris
+        from ..store import Store
+
+        with Store(state.location()) as store:
+            params, _pinned = pin_model_uris(store, params)
     import signal as _signal
 
     from ..execute import execute_notebook

@@ -304,6 +304,7 @@ class PipelineRunner:
 
     def run(self) -> PipelineResult:
         check_gates(self.pipeline)
+        self._pin_models()
         self._create_run()
         try:
             self._schedule()
@@ -325,6 +326,27 @@ class PipelineRunner:
             store, self._store = self._store, None
         if store is not None:
             store.close()
+
+    def _pin_models(self) -> None:
+        """Step params naming a registered model by alias (``models:/wine@champion``) become
+        the version it points at now (``models:/wine/3``): that version is what the step is
+        given, recorded with its params and keyed in its cache, so a later alias move re-runs
+        the step and a reproduction gets the same version. An unknown model, alias or version
+        stops the run before anything starts."""
+        if not any(isinstance(v, str) and v.startswith("models:/")
+                   for params in self.step_params.values() for v in params.values()):
+            return
+        from ..registry.service import pin_model_uris
+
+        pinned: dict[str, str] = {}
+        for name, params in self.step_params.items():
+            try:
+                self.step_params[name], more = pin_model_uris(self.store, params)
+            except NbmlopsError as exc:
+                raise PipelineError(f"step {name}: {exc}") from None
+            pinned.update(more)
+        self.run_tags.update({f"nbmlops.model.{uri[len('models:/'):]}": version
+                              for uri, version in pinned.items()})
 
     def _create_run(self) -> None:
         """Record the pipeline run (status ``running``)."""
@@ -447,7 +469,8 @@ class PipelineRunner:
 
     def _cache_key(self, step: Step) -> str:
         params = {k: v for k, v in self.step_params[step.name].items() if k not in INJECTED}
-        files, missing = _expand(self.pipeline.root, step.inputs)
+        models = [i for i in step.inputs if i.startswith("models:/")]
+        files, missing = _expand(self.pipeline.root, [i for i in step.inputs if i not in models])
         nb = _read_notebook(step)
         # the steps whose outputs this one consumes: its dependencies, and (tagged form) every
         # step it loads a variable from, which may be further up than a direct dependency
@@ -463,9 +486,19 @@ class PipelineRunner:
             "params": json.dumps(params, sort_keys=True, default=repr),
             "inputs": {rel: _fp(str(p)) for rel, p in sorted(files.items())},
             "inputs_missing": sorted(missing),
+            "models": self._model_digests(models),
             "upstream": {dep: _output_fingerprints(self.results[dep].outputs) for dep in upstream},
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _model_digests(self, uris: list[str]) -> dict[str, str]:
+        """``inputs:`` naming registered models: each one's current version digest, so the
+        step re-runs when an alias moves (an unknown name or alias: no cache key)."""
+        if not uris:
+            return {}
+        from ..registry.service import resolve_model_uri
+
+        return {uri: resolve_model_uri(self.store, uri).digest for uri in sorted(uris)}
 
     def _try_cache(self, step: Step) -> bool:
         """Reuse an earlier identical run of ``step``; True when it did."""
@@ -894,6 +927,7 @@ class StepRunner(PipelineRunner):
         step = self._step(name)
         res = self.results[name]
         check_gates(self.pipeline)
+        self._pin_models()
         try:
             self._load_upstream(step)
             self._ensure_run()

@@ -180,6 +180,21 @@ def resolve_model_uri(store: Store, uri: str) -> ModelVersion:
 # -- registering --------------------------------------------------------------------------------
 
 
+def pin_model_uris(store: Store, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``params`` with every ``models:/NAME@ALIAS`` (or ``/latest``) value replaced by the
+    version it resolves to now (``models:/NAME/VERSION``), and the ``{given: pinned}`` map.
+    A run records the pinned version, so it is reproducible and its cache follows alias moves.
+    :class:`NotFoundError` (naming the URI) for a model, alias or version that does not exist."""
+    out = dict(params)
+    pinned: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, str) and value.startswith(MODEL_URI_PREFIX):
+            if value not in pinned:
+                pinned[value] = resolve_model_uri(store, value).uri
+            out[key] = pinned[value]
+    return out, {k: v for k, v in pinned.items() if k != v}
+
+
 def _check_fitted(obj: Any, label: str) -> None:
     cls = type(obj).__name__
     if isinstance(obj, (str, bytes, int, float, bool, list, tuple, dict, set, type(None))) or not (
