@@ -148,3 +148,21 @@ def store_from(ctx: click.Context) -> Store:
     assert state is not None, "commands run under the root group"
     return state.store(ctx)
 
+
+def writable_store(ctx: click.Context) -> Store:
+    """The store, created when missing: for commands that are a first use, like a run
+    (adding a schedule, registering a model)."""
+    from ..store import Store
+
+    state = ctx.find_object(CliState)
+    assert state is not None, "commands run under the root group"
+    store = Store(state.location())
+    ctx.call_on_close(store.close)
+    return store
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as the CLI's strict JSON (sorted keys, NaN/inf as null)."""
+    from .. import _format
+
+    click.echo(_format.to_json(value))

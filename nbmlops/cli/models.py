@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import CliState, json_option, store_from
+from ._common import echo_json, json_option, store_from, writable_store
 
 if TYPE_CHECKING:
-    from ..store import Store
     from ..store.entities import ModelEvent, ModelVersion
 
 _reason_option = click.option("--reason", "-r", metavar="TEXT",
@@ -23,21 +22,8 @@ def _svc() -> Any:
     return service
 
 
-def _writable_store(ctx: click.Context) -> Store:
-    """The project's store, created on first use (registering is a first use)."""
-    state = ctx.find_object(CliState)
-    assert state is not None
-    from ..store import Store
-
-    store = Store(state.location())
-    ctx.call_on_close(store.close)
-    return store
 
 
-def _echo_json(value: Any) -> None:
-    from .. import _format
-
-    click.echo(_format.to_json(value))
 
 
 def _version_dict(v: ModelVersion) -> dict[str, Any]:
@@ -102,7 +88,7 @@ def models_ls(ctx: click.Context, as_json: bool) -> None:
 
     models = _svc().list_models(store_from(ctx))
     if as_json:
-        _echo_json([m.to_dict() for m in models])
+        echo_json([m.to_dict() for m in models])
         return
     if not models:
         click.echo("no registered models (nbmlops models register PATH --name NAME, "
@@ -139,7 +125,7 @@ def models_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if as_json:
         out = _version_dict(v)
         out["lineage"] = lineage
-        _echo_json(out)
+        echo_json(out)
         return
     lines = [
         f"model     {v.model} version {v.version}  ({v.uri})",
@@ -197,7 +183,7 @@ def models_versions(ctx: click.Context, name: str, limit: int | None, as_json: b
 
     versions = _svc().list_versions(store_from(ctx), name, limit=limit)
     if as_json:
-        _echo_json([_version_dict(v) for v in versions])
+        echo_json([_version_dict(v) for v in versions])
         return
     rows = [(f"v{v.version}", ", ".join(v.aliases) or _format.EMPTY, v.format,
              _format.format_size(v.size), (v.model_class or "").rsplit(".", 1)[-1] or _format.EMPTY,
@@ -227,9 +213,9 @@ def models_register(ctx: click.Context, path: str, name: str, run: str | None, a
     \b
     --json prints the new version, as in `nbmlops models versions --json`.
     """
-    v = _svc().register(_writable_store(ctx), path, name, alias=alias, reason=reason, run_id=run)
+    v = _svc().register(writable_store(ctx), path, name, alias=alias, reason=reason, run_id=run)
     if as_json:
-        _echo_json(_version_dict(v))
+        echo_json(_version_dict(v))
         return
     where = f" (run {v.run_id[:8]})" if v.run_id else ""
     click.echo(f"registered {v.uri}{where}" + (f"; {name}@{alias} -> v{v.version}" if alias else ""))
@@ -237,7 +223,7 @@ def models_register(ctx: click.Context, path: str, name: str, run: str | None, a
 
 def _change(event: ModelEvent | None, as_json: bool, unchanged: str) -> None:
     if as_json:
-        _echo_json({"changed": event is not None, "event": event.to_dict() if event else None})
+        echo_json({"changed": event is not None, "event": event.to_dict() if event else None})
     else:
         click.echo(_event_line(event) if event is not None else unchanged)
 
@@ -319,7 +305,7 @@ def models_rm(ctx: click.Context, name: str, version: int, reason: str | None, a
     """
     v = _svc().remove_version(store_from(ctx), name, version, reason=reason)
     if as_json:
-        _echo_json(_version_dict(v))
+        echo_json(_version_dict(v))
     else:
         click.echo(f"removed {v.uri}")
 
@@ -340,7 +326,7 @@ def models_history(ctx: click.Context, name: str, limit: int | None, as_json: bo
     """
     events = _svc().model_history(store_from(ctx), name, limit=limit)
     if as_json:
-        _echo_json([e.to_dict() for e in events])
+        echo_json([e.to_dict() for e in events])
         return
     for e in events:
         click.echo(_event_line(e))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import json_option
+from ._common import echo_json, json_option, writable_store
 
 if TYPE_CHECKING:
     from ..store.entities import Schedule, ScheduleFire
@@ -41,22 +41,8 @@ def _store(ctx: click.Context) -> Any:
     return open_store(ctx)
 
 
-def _writable_store(ctx: click.Context) -> Any:
-    """The store, created when missing (adding a schedule is a first use like a run)."""
-    from ..store import Store
-    from ._common import CliState
-
-    state = ctx.find_object(CliState)
-    assert state is not None
-    store = Store(state.location())
-    ctx.call_on_close(store.close)
-    return store
 
 
-def _echo_json(value: Any) -> None:
-    from .. import _format
-
-    click.echo(_format.to_json(value))
 
 
 def _when(ts: float | None) -> str:
@@ -100,7 +86,7 @@ def _print_schedule(s: Schedule, as_json: bool, verb: str) -> None:
     from ..schedule.service import schedule_dict
 
     if as_json:
-        _echo_json(schedule_dict(s))
+        echo_json(schedule_dict(s))
         return
     what = "schedule" if s.kind == "cron" else "trigger"
     line = f"{verb} {what} {s.name}: {s.target}"
@@ -147,7 +133,7 @@ def schedule_add(
     """
     from ..schedule.service import add_schedule
 
-    store = _writable_store(ctx)
+    store = writable_store(ctx)
     sched = add_schedule(store, target, cron=cron, tz=tz, params=dict(param_pairs), name=name,
                          overlap=overlap, catchup=catchup, paused=paused)
     _print_schedule(sched, as_json, "added")
@@ -158,7 +144,7 @@ def _ls(ctx: click.Context, kinds: Sequence[str], as_json: bool, triggers: bool)
 
     items = list_schedules(_store(ctx), kinds)
     if as_json:
-        _echo_json({"schedules": [schedule_dict(s) for s in items]})
+        echo_json({"schedules": [schedule_dict(s) for s in items]})
     elif not items:
         click.echo("no triggers" if triggers else "no schedules")
     else:
@@ -198,7 +184,7 @@ def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
 
     fires = history(_store(ctx), name, limit)
     if as_json:
-        _echo_json({"schedule": name, "fires": [fire_dict(f) for f in fires]})
+        echo_json({"schedule": name, "fires": [fire_dict(f) for f in fires]})
         return
     if not fires:
         click.echo(f"{name} has not fired yet")
@@ -268,7 +254,7 @@ def trigger_add(
     """
     from ..schedule.service import add_trigger
 
-    store = _writable_store(ctx)
+    store = writable_store(ctx)
     trig = add_trigger(store, target, on_change=on_change, after=after, params=dict(param_pairs),
                        name=name, overlap=overlap)
     _print_schedule(trig, as_json, "added")
@@ -317,7 +303,7 @@ def trigger_fire(ctx: click.Context, name: str, no_wait: bool, as_json: bool) ->
     else:
         fire_id, run_id, status = fire_now(store, name, by=by)
     if as_json:
-        _echo_json({"fire": fire_id, "run_id": run_id, "status": status})
+        echo_json({"fire": fire_id, "run_id": run_id, "status": status})
     else:
         click.echo(f"fired {name}: run {run_id[:8]} {status}")
     if status not in ("started", "finished"):
