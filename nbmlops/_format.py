@@ -296,9 +296,11 @@ def comparison_table(comparison: Comparison, *, max_width: int = 24) -> str:
 
 #: How an edge reads when walking towards its source (upstream) or its target (downstream).
 _UPSTREAM_VERBS = {"wrote": "written by", "read": "reads", "fitted": "fitted", "defined": "defined by",
-                   "used": "used by"}
+                   "used": "used by", "validated against": "validated against",
+                   "validated against (failed)": "validated against (FAILED)"}
 _DOWNSTREAM_VERBS = {"wrote": "writes", "read": "read by", "fitted": "fitted", "defined": "defines",
-                     "used": "used by"}
+                     "used": "used by", "validated against": "validates",
+                     "validated against (failed)": "validates (FAILED)"}
 _VARIABLE_EDGE = {"upstream": "uses {} from", "downstream": "passes {} to"}
 
 

@@ -18,6 +18,7 @@ from .models import (
     CellSourceRow,
     EstimatorRow,
     RunRow,
+    ValidationRow,
     VariableEdgeRow,
 )
 
@@ -148,6 +149,24 @@ class LineageWalker:
 
     # -- walking --------------------------------------------------------------------------------
 
+    def _validated_against(self, arts: set[int]) -> None:
+        """Edges reference -> data, ``validated against`` (``(failed)`` when the newest such
+        validation failed), for every artifact in the graph that was validated: lineage shows
+        what a dataset was checked against. The references are not walked further."""
+        latest: dict[tuple[int, int], bool] = {}
+        for chunk in _chunks(arts):
+            for data_id, ref_id, schema_id, passed in self.s.execute(
+                select(ValidationRow.dataset_artifact_id, ValidationRow.reference_artifact_id,
+                       ValidationRow.schema_artifact_id, ValidationRow.passed)
+                .where(ValidationRow.dataset_artifact_id.in_(chunk))
+                .order_by(ValidationRow.id)
+            ):
+                ref = ref_id if ref_id is not None else schema_id
+                if ref is not None and data_id is not None:
+                    latest[(ref, data_id)] = bool(passed)
+        for (ref, data_id), passed in latest.items():
+            self._add_edge(f"artifact:{ref}", f"artifact:{data_id}", _validations_label(passed))
+
     def walk(self, root: str, *, direction: str, max_depth: int) -> LineageGraph:
         cells: set[int] = set()
         arts: set[int] = set()
@@ -246,6 +265,7 @@ class LineageWalker:
             cells = next_cells - seen_cells
             arts = next_arts - seen_arts
             depth += 1
+        self._validated_against(seen_arts)
         # nodes referenced by edges but beyond max_depth
         self._load_cells(int(n.split(":")[1]) for e in self.edges.values() for n in (e.source, e.target)
                          if n.startswith("cell:"))
@@ -253,6 +273,10 @@ class LineageWalker:
                              for n in (e.source, e.target) if n.startswith("artifact:"))
         nodes: list[LineageNode] = sorted(self.nodes.values(), key=_node_order)
         return LineageGraph(root=root, nodes=nodes, edges=list(self.edges.values()))
+
+
+def _validations_label(passed: bool) -> str:
+    return "validated against" + ("" if passed else " (failed)")
 
 
 def _node_order(n: LineageNode) -> tuple[Any, ...]:

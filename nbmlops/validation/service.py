@@ -73,10 +73,10 @@ def load_dataset(path: str | os.PathLike[str], *, what: str = "data") -> pd.Data
     return frame
 
 
-def _file_io(path: Path, direction: str = "read") -> ArtifactIO:
+def _file_io(path: Path, direction: str = "read", kind: str = "dataset") -> ArtifactIO:
     fp = fingerprint_file(path)
     return ArtifactIO(uri=str(path.resolve()), direction=direction, via="validate",
-                      kind="dataset", fingerprint=fp[0] if fp else "", size=fp[1] if fp else None)
+                      kind=kind, fingerprint=fp[0] if fp else "", size=fp[1] if fp else None)
 
 
 def _is_schema_file(path: Path) -> bool:
@@ -104,7 +104,9 @@ def resolve_reference(against: Any, *, store: Store | None = None) -> Reference:
         raise NotFoundError(f"no reference file {path}")
     if _is_schema_file(path):
         schema = Schema.load(path)
-        return Reference(schema, str(path), inferred=False)
+        # the saved schema file is the reference: linked like a dataset reference, so lineage
+        # shows what the data was validated against
+        return Reference(schema, str(path), _file_io(path, kind="schema"), inferred=False)
     frame = load_dataset(path, what="reference")
     io = _file_io(path)
     return Reference(infer_schema(frame, source={"uri": io.uri, "fingerprint": io.fingerprint}),
