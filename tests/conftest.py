@@ -48,6 +48,21 @@ def fresh_root() -> None:
     module's `jp_root_dir` looks for it)."""
 
 
+#: a Jupyter user's display name with markup in it (shown as text, recorded as it is)
+JUPYTER_USER = "Alice <b>Liddell</b>"
+
+
+@pytest.fixture
+def alice(jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Token-authenticated requests are made by one named user (not a new anonymous one);
+    returns the name the server records for them."""
+    from jupyter_server.auth.identity import User
+
+    monkeypatch.setattr(jp_serverapp.identity_provider, "generate_anonymous_user",
+                        lambda handler: User(username="alice", name=JUPYTER_USER))
+    return JUPYTER_USER
+
+
 def make_notebook(path: Path, cells: list[str | tuple[str, list[str]]]) -> Path:
     """Write a notebook whose code cells are ``cells`` (source, or (source, tags))."""
     nb_cells = []

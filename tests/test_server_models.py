@@ -198,7 +198,7 @@ async def test_models_list_and_one_model_with_versions_aliases_gates_and_history
 
 
 async def test_promote_then_rollback_move_the_alias_with_one_audit_event_each(
-    jp_fetch: Any, project: dict[str, Any]
+    jp_fetch: Any, project: dict[str, Any], alice: str
 ) -> None:
     before = len((await wine(jp_fetch))["events"])
     code, answer = await post(jp_fetch, "models", "wine", "promote",
@@ -209,7 +209,8 @@ async def test_promote_then_rollback_move_the_alias_with_one_audit_event_each(
     event = answer["event"]
     assert (event["kind"], event["alias"], event["from_version"], event["to_version"]) == (
         "promote", "champion", 1, 3)
-    assert event["reason"] == f"better on May data {XSS}" and event["user"] and event["host"]
+    assert event["reason"] == f"better on May data {XSS}" and event["host"]
+    assert event["user"] == alice  # the Jupyter user who clicked, not the server's OS user
     model = await wine(jp_fetch)
     assert len(model["events"]) == before + 1 and model["events"][-1] == event
     assert model["aliases"] == {"champion": 3}
@@ -228,6 +229,7 @@ async def test_promote_then_rollback_move_the_alias_with_one_audit_event_each(
     assert back["aliases"] == {"challenger": 2, "champion": 1}
     assert (back["event"]["kind"], back["event"]["from_version"], back["event"]["to_version"]) == (
         "rollback", 3, 1)
+    assert back["event"]["user"] == alice
     docs, ts = _doc_fields(), _ts_fields()
     assert set(back) == docs.get("ModelChange") == ts.get("ModelChange")
 

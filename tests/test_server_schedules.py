@@ -18,7 +18,6 @@ pytest.importorskip("jupyter_server")
 pytest.importorskip("pytest_jupyter")
 
 # pytest-jupyter's fixtures for this module only (see tests/test_server_api.py)
-from jupyter_server.auth.identity import User  # noqa: E402
 from pytest_jupyter.jupyter_server import *  # noqa: E402, F403
 from tornado.httpclient import HTTPClientError  # noqa: E402
 
@@ -41,7 +40,6 @@ from .test_server_pipelines import (  # noqa: E402
 )
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
-USER = "Alice <b>Liddell</b>"
 
 
 def root_url(root: Path) -> str:
@@ -81,12 +79,6 @@ def jp_root_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return Path(request.getfixturevalue("project")["root"])
 
 
-@pytest.fixture
-def alice(jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Token-authenticated requests are made by one named user (not a new anonymous one)."""
-    monkeypatch.setattr(jp_serverapp.identity_provider, "generate_anonymous_user",
-                        lambda handler: User(username="alice", name=USER))
-    return USER
 
 
 

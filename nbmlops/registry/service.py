@@ -123,11 +123,15 @@ def _session() -> CaptureSession | None:
     return active_session()
 
 
-def _actor(reason: str | None, run_id: str | None = None) -> dict[str, Any]:
-    try:
-        user: str | None = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in this environment
-        user = None
+def _actor(reason: str | None, run_id: str | None = None, user: str | None = None
+           ) -> dict[str, Any]:
+    """Who made a change: ``user`` when a face knows better (the Jupyter user behind a panel
+    action), else the OS user of this process; the host; the reason; the run it ran in."""
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no user name in this environment
+            user = None
     if run_id is None:
         session = _session()
         run_id = session.run_id if session is not None else None
@@ -398,17 +402,18 @@ def set_alias(store: Store, name: str, alias: str, version: int, *,
 
 
 def promote(store: Store, name: str, version: int, alias: str = "champion",
-            reason: str | None = None) -> ModelEvent | None:
-    """Point ``alias`` (default ``champion``) at ``version`` as a ``promote`` event."""
+            reason: str | None = None, *, user: str | None = None) -> ModelEvent | None:
+    """Point ``alias`` (default ``champion``) at ``version`` as a ``promote`` event (``user``:
+    who asked, when not this process's OS user)."""
     return store.registry.set_alias(name, check_alias(alias), _check_version(version),
-                                    actor=_actor(reason), kind="promote")
+                                    actor=_actor(reason, user=user), kind="promote")
 
 
 def rollback(store: Store, name: str, alias: str = "champion",
-             reason: str | None = None) -> ModelEvent:
+             reason: str | None = None, *, user: str | None = None) -> ModelEvent:
     """Move ``alias`` back to the version it pointed at before its latest move (from the audit
     log; repeated rollbacks walk further back). Refused when there is no earlier version."""
-    return store.registry.rollback(name, check_alias(alias), actor=_actor(reason))
+    return store.registry.rollback(name, check_alias(alias), actor=_actor(reason, user=user))
 
 
 def remove_alias(store: Store, name: str, alias: str, *, reason: str | None = None) -> ModelEvent:

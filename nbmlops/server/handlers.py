@@ -321,7 +321,8 @@ class PromoteModelHandler(NbmlopsActionHandler):
         version = version_arg(body["version"])
         alias = alias_arg(body.get("alias"))
         reason = reason_arg(body.get("reason"))
-        return lambda: self.models.promote(checked, version, alias, reason)
+        by = user_name(self.current_user)  # the audit log names the Jupyter user
+        return lambda: self.models.promote(checked, version, alias, reason, by)
 
 
 class RollbackModelHandler(NbmlopsActionHandler):
@@ -335,7 +336,8 @@ class RollbackModelHandler(NbmlopsActionHandler):
         body = self.body(("alias", "reason"))
         alias = alias_arg(body.get("alias"))
         reason = reason_arg(body.get("reason"))
-        return lambda: self.models.rollback(checked, alias, reason)
+        by = user_name(self.current_user)
+        return lambda: self.models.rollback(checked, alias, reason, by)
 
 
 class NotFoundHandler(NbmlopsHandler):

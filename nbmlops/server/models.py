@@ -191,14 +191,16 @@ class ModelService:
         })
         return out
 
-    def promote(self, name: str, version: int, alias: str, reason: str | None) -> dict[str, Any]:
+    def promote(self, name: str, version: int, alias: str, reason: str | None,
+                by: str | None = None) -> dict[str, Any]:
         store = self._store()
-        event = registry.promote(store, name, version, alias=alias, reason=reason)
+        event = registry.promote(store, name, version, alias=alias, reason=reason, user=by)
         return self._change(store, name, alias, event)
 
-    def rollback(self, name: str, alias: str, reason: str | None) -> dict[str, Any]:
+    def rollback(self, name: str, alias: str, reason: str | None,
+                 by: str | None = None) -> dict[str, Any]:
         store = self._store()
-        event = registry.rollback(store, name, alias=alias, reason=reason)
+        event = registry.rollback(store, name, alias=alias, reason=reason, user=by)
         return self._change(store, name, alias, event)
 
     @staticmethod
