@@ -310,7 +310,7 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em aut
 color:#1b1b1b;padding:0 1em}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;
 border-bottom:1px solid #ddd}table{border-collapse:collapse;width:100%;margin:.4em 0}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top;
-word-break:break-word}th{background:#f5f5f5}pre{background:#f7f7f7;padding:.6em;overflow:auto;
+overflow-wrap:anywhere}th{background:#f5f5f5;white-space:nowrap}pre{background:#f7f7f7;padding:.6em;overflow:auto;
 border:1px solid #e5e5e5}code{font-family:ui-monospace,Menlo,Consolas,monospace}
 .passed,.PROMOTED{color:#2e7d32;font-weight:600}.FAILED,.REJECTED{color:#c62828;font-weight:600}
 .none{color:#777;font-style:italic}
