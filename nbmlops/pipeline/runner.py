@@ -141,7 +141,7 @@ def check_gates(pipeline: Pipeline) -> None:
     for step in gated:
         assert step.gate is not None
         try:
-            parse_rule(step.gate.rule)
+            parse_rule(step.gate.rule, check_metric=False)
         except NbmlopsError as exc:
             raise PipelineError(f"{step.gate.location}: steps.{step.name}.gate: "
                                 f"{str(exc).removeprefix('gate: ')}") from None
@@ -305,6 +305,10 @@ class PipelineRunner:
     def run(self) -> PipelineResult:
         check_gates(self.pipeline)
         self._pin_models()
+        if any(s.gate is not None for s in self.pipeline.steps.values()):
+            from ..registry.gate import warm_imports
+
+            threading.Thread(target=warm_imports, name="nbmlops-gate-imports", daemon=True).start()
         self._create_run()
         try:
             self._schedule()

@@ -19,6 +19,7 @@ is promoted (an ``promote`` event with the gate's reason). Core: no UI imports.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -42,6 +45,17 @@ LOSS_ALIASES = {
     "logloss": "log_loss",
 }
 _RULE_KEYS = ("metric", "min", "max", "must_beat", "by", "alias")
+#: scorer names scikit-learn has had for years: a rule naming one is accepted without importing
+#: scikit-learn (1-1.5 s) just to check it; any other name is checked against sklearn itself
+_LONG_KNOWN_METRICS = frozenset({
+    "accuracy", "balanced_accuracy", "average_precision", "explained_variance", "r2",
+    "f1", "f1_macro", "f1_micro", "f1_weighted", "jaccard", "jaccard_macro", "jaccard_micro",
+    "jaccard_weighted", "precision", "precision_macro", "precision_micro", "precision_weighted",
+    "recall", "recall_macro", "recall_micro", "recall_weighted", "roc_auc", "roc_auc_ovo",
+    "roc_auc_ovr", "roc_auc_ovo_weighted", "roc_auc_ovr_weighted", "matthews_corrcoef",
+    "log_loss", "mean_squared_error", "mean_absolute_error", "median_absolute_error",
+    "root_mean_squared_error", "max_error", "brier_score", *LOSS_ALIASES,
+})
 
 
 @dataclass(frozen=True)
@@ -74,8 +88,11 @@ def _number(key: str, value: Any) -> float | None:
     return float(value)
 
 
-def parse_rule(rule: Mapping[str, Any]) -> GateRule:
-    """A :class:`GateRule` from a mapping (a ``gate:`` block of pipeline.yaml, keyword args)."""
+def parse_rule(rule: Mapping[str, Any], *, check_metric: bool = True) -> GateRule:
+    """A :class:`GateRule` from a mapping (a ``gate:`` block of pipeline.yaml, keyword args).
+
+    ``check_metric=False`` checks the metric name against scikit-learn only when it is not one
+    of the long-known scorer names (a pipeline's start should not pay sklearn's import)."""
     unknown = sorted(set(rule) - set(_RULE_KEYS))
     if unknown:
         raise InvalidArgumentError(
@@ -96,8 +113,19 @@ def parse_rule(rule: Mapping[str, Any]) -> GateRule:
     out = GateRule(metric=metric.strip(), min=_number("min", rule.get("min")),
                    max=_number("max", rule.get("max")), must_beat=must_beat or None, by=by,
                    alias=alias)
-    _scorer(out.metric)  # an unknown metric is refused before anything is registered
+    if check_metric or out.metric.removeprefix("neg_") not in _LONG_KNOWN_METRICS:
+        _scorer(out.metric)  # an unknown metric is refused before anything is registered
     return out
+
+
+def warm_imports() -> None:
+    """Import what a gate needs (scikit-learn's scorers, pandas): called in a background thread
+    when a gated pipeline starts, so the gate after its last step does not wait for them."""
+    try:
+        import pandas  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+    except Exception:  # noqa: BLE001 - the gate itself reports what is missing
+        log.debug("gate imports failed", exc_info=True)
 
 
 def _scorer(metric: str) -> tuple[Any, bool]:
