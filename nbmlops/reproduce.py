@@ -528,6 +528,7 @@ def _run_pipeline(store: Store, plan: ReproductionPlan, new_id: str, out_dir: Pa
     runner = PipelineRunner(
         pipe, store_url=store.location.url, force=True, params=plan.params,
         run_tags={REPRODUCES_TAG: plan.run.id}, run_id=new_id, on_event=on_event,
+        gates=False,  # a reproduction registers and promotes nothing
     )
     result = runner.run()
     notebooks = []

@@ -122,3 +122,23 @@ def test_a_bad_gate_is_refused_before_anything_runs(project: Path, kwargs: dict,
     with Store(resolve_location(None, start=project)) as store:
         assert store.list_runs(limit=10).total == 0
         assert service.list_models(store) == []
+
+
+def test_a_reproduction_moves_no_alias(project: Path) -> None:
+    code, first = run(project)
+    assert code == 0
+    with Store(resolve_location(None, start=project)) as store:
+        events = len(service.model_history(store, "tree"))
+        service.register(store, str(project / "out" / "model.joblib"), "tree")  # v2, same file
+        service.promote(store, "tree", 2)
+        events += 2
+    proc = nbmlops("reproduce", first["run_id"], "--json", cwd=project, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["reproducible"] is True
+    with Store(resolve_location(None, start=project)) as store:
+        assert len(service.model_history(store, "tree")) == events  # no gate, no promotion
+        assert service.resolve_model_uri(store, "models:/tree@champion").version == 2
+        steps = [r for r in store.list_runs(limit=20).runs
+                 if r.parent_run_id == report["run_id"]]
+        assert steps and steps[0].tags["nbmlops.gate.tree"].startswith("skipped")

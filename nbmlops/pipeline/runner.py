@@ -237,8 +237,12 @@ class PipelineRunner:
         run_tags: Mapping[str, str] | None = None,
         on_event: Callable[[str, StepResult], None] | None = None,
         run_id: str | None = None,
+        gates: bool = True,
     ) -> None:
         self.pipeline = pipeline
+        #: False: ``gate:`` blocks register and promote nothing (a reproduction must not move
+        #: an alias); the step run is tagged ``nbmlops.gate.NAME = skipped: ...``
+        self.gates = gates
         self.order = pipeline.topological_order()
         self.location: StoreLocation = resolve_location(store_url, start=pipeline.root)
         self.jobs = max(1, jobs or os.cpu_count() or 1)
@@ -305,7 +309,7 @@ class PipelineRunner:
     def run(self) -> PipelineResult:
         check_gates(self.pipeline)
         self._pin_models()
-        if any(s.gate is not None for s in self.pipeline.steps.values()):
+        if self.gates and any(s.gate is not None for s in self.pipeline.steps.values()):
             from ..registry.gate import warm_imports
 
             threading.Thread(target=warm_imports, name="nbmlops-gate-imports", daemon=True).start()
@@ -691,6 +695,9 @@ class PipelineRunner:
         or when it rejected the candidate and ``on_reject`` is ``fail``."""
         g = step.gate
         if g is None:
+            return None
+        if not self.gates:
+            self._tag(run_id, {f"nbmlops.gate.{g.name}": "skipped: gates are off for this run"})
             return None
         from ..registry.gate import gate
 
