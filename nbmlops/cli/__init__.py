@@ -28,20 +28,45 @@ from collections.abc import Sequence
 import click
 
 from ._common import CliState, NbmlopsGroup
-from .card import card_command
-from .export import export_group, register_pipeline_commands
-from .models import models_group
-from .pipeline import pipeline_group
-from .reproduce import reproduce_command
-from .run import init, run_notebook
-from .runs import runs
-from .schedule import schedule_group, scheduler_command, trigger_group
-from .validate import validate_command
 
 __all__ = ["main", "cli"]
 
+#: command name -> (module of this package, attribute): each command group is imported only
+#: when it runs (or when `nbmlops --help` lists them all), so a command pays for its own code
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("run", "init"),
+    "run": ("run", "run_notebook"),
+    "runs": ("runs", "runs"),
+    "pipeline": ("pipeline", "pipeline_group"),
+    "export": ("export", "export_group"),
+    "schedule": ("schedule", "schedule_group"),
+    "trigger": ("schedule", "trigger_group"),
+    "scheduler": ("schedule", "scheduler_command"),
+    "validate": ("validate", "validate_command"),
+    "models": ("models", "models_group"),
+    "card": ("card", "card_command"),
+    "reproduce": ("reproduce", "reproduce_command"),
+}
 
-@click.group(cls=NbmlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class RootGroup(NbmlopsGroup):
+    """The root group: its commands come from :data:`COMMANDS`, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        from importlib import import_module
+
+        command = getattr(import_module(f".{where[0]}", __name__), where[1])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--store",
     "store_url",
@@ -61,12 +86,6 @@ def cli(ctx: click.Context, store_url: str | None, verbose: int) -> None:
     ctx.obj = CliState(store_url)
 
 
-
-for _command in (init, run_notebook, runs, pipeline_group, export_group, schedule_group,
-                 trigger_group, scheduler_command, validate_command, models_group, card_command,
-                 reproduce_command):
-    cli.add_command(_command)
-register_pipeline_commands(pipeline_group)
 
 
 # -- entry point --------------------------------------------------------------------------------

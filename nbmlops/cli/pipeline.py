@@ -223,3 +223,7 @@ def pipeline_run(
         )
 
 
+# the hidden worker-side commands orchestrator tasks run (`nbmlops pipeline step|finish`)
+from .export import register_pipeline_commands  # noqa: E402
+
+register_pipeline_commands(pipeline_group)
