@@ -347,7 +347,7 @@ def test_airflow_loads_the_dag_folder(airflow: Airflow, projects: dict[str, Path
     # nbmlops enforces the step's timeout; Airflow's is a minute longer
     assert {t: tasks[t]["timeout"] for t in ORDER} == {
         "prepare": 360, "train_a": 360, "train_b": 360, "evaluate": 360, "pick_best": 120}
-    assert dag["params"] == {"seed": 42}
+    assert dag["params"] == {"seed": 42, "label_noise": 0.0}
     assert (dag["timetable"], dag["catchup"], dag["max_active_runs"]) == ("NullTimetable",
                                                                           False, 1)
     assert dag["tags"] == ["nbmlops", "wine-quality"]
@@ -392,7 +392,7 @@ def test_dags_test_runs_the_example_into_the_store(airflow: Airflow,
         key = parent.tags["nbmlops.orchestrator_run"]
         assert key.startswith("wine-quality/") and parent.id == pipeline_run_id(key)
         assert parent.tags["nbmlops.orchestrator"] == "airflow"
-        assert parent.params == {"seed": "7"}  # the DAG run's param reached nbmlops
+        assert parent.params == {"seed": "7", "label_noise": "0.0"}  # the DAG run's param reached nbmlops
         assert {n: parent.tags[f"nbmlops.step_state.{n}"] for n in ORDER} == dict.fromkeys(
             ORDER, "ran")
         kids = store.list_runs(parent_run_id=parent.id, descending=False, limit=100).runs

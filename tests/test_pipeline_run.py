@@ -666,7 +666,7 @@ def test_validate(example: Path) -> None:
     )
     out = json.loads(cli("pipeline", "validate", str(example), "--json", cwd=example.parent).stdout)
     assert out["valid"] is True and out["order"][0] == "prepare"
-    assert out["params"]["prepare"] == {"seed": 42, "test_size": 0.25}
+    assert out["params"]["prepare"] == {"seed": 42, "test_size": 0.25, "label_noise": 0.0}
     # the directory holding the pipeline.yaml names it too
     by_dir = cli("pipeline", "validate", str(example.parent), cwd=example.parent, timeout=60)
     assert by_dir.returncode == 0 and "pipeline wine-quality is valid" in by_dir.stdout

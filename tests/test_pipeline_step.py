@@ -81,7 +81,7 @@ def test_steps_one_by_one_record_a_local_runs_lineage(example: Path) -> None:
         parent = store.get_run(parent_id)
         assert (parent.source, parent.status, parent.name) == ("pipeline", "finished",
                                                                "wine-quality")
-        assert parent.params == {"seed": "42"}
+        assert parent.params == {"seed": "42", "label_noise": "0.0"}
         assert parent.tags["nbmlops.orchestrator_run"] == key
         assert parent.tags["nbmlops.orchestrator"] == "test"
         assert parent.tags["nbmlops.steps_ran"] == "5"
