@@ -187,7 +187,7 @@ def test_cli_runs_a_diamond_then_reuses_every_step(diamond: Path) -> None:
     assert [s["name"] for s in out["steps"]] == list("abcd")
     for s in out["steps"]:
         assert set(s) == {"name", "state", "run_id", "attempts", "duration", "error",
-                          "failed_cell_index", "output_notebook", "cached_from"}
+                          "failed_cell_index", "output_notebook", "cached_from", "gate"}
         assert (s["state"], s["cached_from"], s["error"]) == ("cached", first[s["name"]], None)
     with Store(location) as store:
         kids = by_step(children(store, out["run_id"]))

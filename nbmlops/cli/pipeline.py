@@ -152,7 +152,8 @@ def pipeline_run(
     \b
     --json prints {"run_id", "pipeline", "status", "duration", "steps": [{"name", "state",
     "run_id", "attempts", "duration", "error", "failed_cell_index", "output_notebook",
-    "cached_from"}]}.
+    "cached_from", "gate"}]}; "gate" is null or the step's gate decision (name, decision,
+    promoted, rule, metric, candidate_version/score, champion_version/score, reasons...).
     """
     import signal as _signal
 
