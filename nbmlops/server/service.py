@@ -25,7 +25,9 @@ from ..errors import (
     InvalidArgumentError,
     NbmlopsError,
     NotFoundError,
+    StoreError,
     StoreUnavailableError,
+    StoreVersionError,
 )
 from ..fingerprint import FileFingerprintCache
 from ..store import Run, Store
@@ -424,20 +426,21 @@ class StoreService:
         """A pipeline run and the state of each of its steps."""
         launch = self.launcher.get(run_id)
         store_path = launch.path if launch is not None else path
-        store: Store | None
+        store: Store | None = None
+        parent: Run | None = None
         try:
             store = self.store(store_path)
-        except StoreMissingError:
+            parent = store.get_run(store.resolve_run_id(run_id))
+        except (StoreMissingError, NotFoundError):  # the launched run has not created it yet
             if launch is None:
                 raise
-            store = None  # the launcher has not created it yet
-        parent: Run | None = None
-        if store is not None:
-            try:
-                parent = store.get_run(store.resolve_run_id(run_id))
-            except NotFoundError:
-                if launch is None:
-                    raise
+        except StoreError as exc:
+            # a run launched from here may be creating or migrating its store right now (a
+            # fresh store is locked, then empty, for a moment): it is starting, not an error
+            if launch is None or not launch.running or isinstance(exc, StoreVersionError):
+                raise
+            log.debug("store of launched run %s not readable yet: %s", run_id, exc)
+            store = None
         if parent is not None and (parent.parent_run_id is not None
                                    or "nbmlops.pipeline" not in parent.tags):
             raise NotFoundError(f"run {parent.id} is not a pipeline run")
