@@ -184,3 +184,22 @@ def test_the_same_model_file_is_not_registered_twice(store: Store, data: dict[st
     assert again.candidate_version == first.candidate_version == 1
     assert _versions(store, "same") == 1
     assert again.reasons == ["v1 already holds champion"]
+
+
+def test_a_conditional_promotion_refuses_an_alias_that_moved(store: Store,
+                                                             data: dict[str, Any]) -> None:
+    from nbmlops.store.registry import AliasError
+
+    gate(data["weak"], name="race", metric="accuracy", data=data["test"], target="target",
+         store=store)  # v1 champion
+    v2 = service.register(store, data["good"], "race")
+    v3 = service.register(store, data["good"], "race")
+    service.promote(store, "race", v2.version)  # someone moved it meanwhile
+    events = len(service.model_history(store, "race"))
+    with pytest.raises(AliasError, match="race@champion moved to version 2 .expected version 1."):
+        service.promote(store, "race", v3.version, expect=1)
+    with pytest.raises(AliasError, match="race@challenger moved to nothing .expected version 2."):
+        service.promote(store, "race", v3.version, alias="challenger", expect=2)
+    assert service.resolve_model_uri(store, "models:/race@champion").version == 2
+    assert len(service.model_history(store, "race")) == events  # nothing changed
+    assert service.promote(store, "race", v3.version, expect=2) is not None

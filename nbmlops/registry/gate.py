@@ -378,22 +378,37 @@ def gate(
         reasons.append(f"no {rule.must_beat} yet: bounds only")
     if ok and (rule.min is not None or rule.max is not None):
         reasons.append(f"{rule.metric} {cand:.4f} within bounds")
-    details = {
-        "rule": asdict(rule), "metric": rule.metric, "lower_is_better": lower,
-        "decision": "promoted" if ok else "unchanged" if unchanged else "rejected",
-        "candidate": {"version": version.version, "score": cand},
-        "champion": ({"version": holder.version, "score": champ}
-                     if holder is not None else None),
-        "data_fingerprint": fingerprint, "rows": int(len(y_)), "reasons": reasons,
-        "data_file": source,
-    }
-    event = service.record_event(
-        store, name, "gate", details=details, reason=reason, run_id=run_id,
-        to_version=version.version, alias=rule.alias,
-    )
+    def record(decided: bool) -> Any:
+        details = {
+            "rule": asdict(rule), "metric": rule.metric, "lower_is_better": lower,
+            "decision": "promoted" if decided else "unchanged" if unchanged else "rejected",
+            "candidate": {"version": version.version, "score": cand},
+            "champion": ({"version": holder.version, "score": champ}
+                         if holder is not None else None),
+            "data_fingerprint": fingerprint, "rows": int(len(y_)), "reasons": reasons,
+            "data_file": source,
+        }
+        return service.record_event(
+            store, name, "gate", details=details, reason=reason, run_id=run_id,
+            to_version=version.version, alias=rule.alias,
+        )
+
+    event = record(ok)
     if ok:
-        service.promote(store, name, version.version, alias=rule.alias,
-                        reason=f"{reason or 'gate'}: {'; '.join(reasons)}")
+        # only if the alias still points where the comparison saw it (another gate or a person
+        # may have moved it meanwhile): else the candidate was not compared with its holder
+        from ..store.registry import AliasError
+
+        expect: int | None | bool = True
+        if rule.alias == rule.must_beat:
+            expect = holder.version if holder is not None else None
+        try:
+            service.promote(store, name, version.version, alias=rule.alias,
+                            reason=f"{reason or 'gate'}: {'; '.join(reasons)}", expect=expect)
+        except AliasError as exc:
+            ok = False
+            reasons.append(f"not promoted: {exc}")
+            event = record(False)  # the decision that stands
     return GateDecision(
         name=name, promoted=ok, rule=asdict(rule), metric=rule.metric, lower_is_better=lower,
         candidate_version=version.version, candidate_score=cand,

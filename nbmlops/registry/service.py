@@ -402,11 +402,14 @@ def set_alias(store: Store, name: str, alias: str, version: int, *,
 
 
 def promote(store: Store, name: str, version: int, alias: str = "champion",
-            reason: str | None = None, *, user: str | None = None) -> ModelEvent | None:
+            reason: str | None = None, *, user: str | None = None,
+            expect: int | None | bool = True) -> ModelEvent | None:
     """Point ``alias`` (default ``champion``) at ``version`` as a ``promote`` event (``user``:
-    who asked, when not this process's OS user)."""
+    who asked, when not this process's OS user). ``expect`` (a version, or None for "no such
+    alias yet") makes the move conditional on where the alias points now."""
     return store.registry.set_alias(name, check_alias(alias), _check_version(version),
-                                    actor=_actor(reason, user=user), kind="promote")
+                                    actor=_actor(reason, user=user), kind="promote",
+                                    expect=expect)
 
 
 def rollback(store: Store, name: str, alias: str = "champion",

@@ -229,11 +229,25 @@ class RegistryRepo:
                                from_version=before, to_version=target.version, details=details)
 
     def set_alias(self, name: str, alias: str, version: int, *, actor: Mapping[str, Any],
-                  kind: str = "alias", details: Mapping[str, Any] | None = None) -> ModelEvent | None:
-        """Point ``alias`` of ``name`` at ``version``; the event, or None when it already did."""
+                  kind: str = "alias", details: Mapping[str, Any] | None = None,
+                  expect: int | None | bool = True) -> ModelEvent | None:
+        """Point ``alias`` of ``name`` at ``version``; the event, or None when it already did.
+
+        ``expect``: unless True, the version the alias must point at now (None: it must not
+        exist), checked under the model's lock; otherwise :class:`AliasError` and no change
+        (the promotion gate compared the candidate with that version)."""
         def work(s: Session) -> ModelEvent | None:
             model = self._model(s, name, lock=True)
             target = self._version_row(s, model, version)
+            if expect is not True:
+                row = s.get(ModelAliasRow, (model.id, alias))
+                now_at = None if row is None else s.scalar(
+                    select(ModelVersionRow.version).where(ModelVersionRow.id == row.version_id))
+                if now_at != expect:
+                    raise AliasError(
+                        f"{name}@{alias} moved to "
+                        f"{'nothing' if now_at is None else f'version {now_at}'} (expected "
+                        f"{'none' if expect is None else f'version {expect}'}); nothing changed")
             return self._move_alias(s, model, alias, target, kind=kind, now=time.time(),
                                     actor=actor, details=details)
 
