@@ -60,6 +60,15 @@ class StoreLocation:
         db = self.sqlite_path
         return (db.parent if db is not None else self.artifact_root.parent) / "runs"
 
+    @property
+    def predictions_dir(self) -> Path:
+        """Where served models log their predictions (``.nbmlops/predictions/<NAME>/``): local
+        files beside the embedded store, or beside the artifact root for a server store."""
+        if self.store_dir is not None:
+            return self.store_dir / "predictions"
+        db = self.sqlite_path
+        return (db.parent if db is not None else self.artifact_root.parent) / "predictions"
+
     def describe(self) -> str:
         """A human-readable location with any password masked."""
         path = self.sqlite_path
