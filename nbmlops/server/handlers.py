@@ -26,6 +26,7 @@ from ..errors import NbmlopsError, NotFoundError
 from ..store.entities import RUN_SOURCES, RUN_STATUSES
 from .errmap import error_code, http_status
 from .models import ModelService, alias_arg, model_name, reason_arg, version_arg
+from .monitoring import MAX_MINUTES, MonitoringService
 from .params import QueryArgs, json_body, param_values, run_id_arg
 from .schedules import MAX_HISTORY, ScheduleService, schedule_name, user_name
 from .service import RunQuery, StoreService
@@ -52,12 +53,13 @@ class NbmlopsHandler(APIHandler):
 
     def initialize(  # type: ignore[override]
         self, service: StoreService, executor: Executor, schedules: ScheduleService | None = None,
-        models: ModelService | None = None,
+        models: ModelService | None = None, monitoring: MonitoringService | None = None,
     ) -> None:
         self.service = service
         self.executor = executor
         self._schedules = schedules
         self._models = models
+        self._monitoring = monitoring
 
     @property
     def schedules(self) -> ScheduleService:
@@ -68,6 +70,11 @@ class NbmlopsHandler(APIHandler):
     def models(self) -> ModelService:
         assert self._models is not None, "route without the model service"
         return self._models
+
+    @property
+    def monitoring(self) -> MonitoringService:
+        assert self._monitoring is not None, "route without the monitoring service"
+        return self._monitoring
 
     def args(self) -> QueryArgs:
         return QueryArgs(self.request.query_arguments, self.allowed_args)
@@ -340,6 +347,25 @@ class RollbackModelHandler(NbmlopsActionHandler):
         return lambda: self.models.rollback(checked, alias, reason, by)
 
 
+class MonitoringHandler(NbmlopsHandler):
+    """Served models: service heartbeats and models with a prediction log."""
+
+    def plan(self) -> Work:  # type: ignore[override]
+        self.args()  # no parameters: refuse unknown ones
+        return self.monitoring.served
+
+
+class MonitoringModelHandler(NbmlopsHandler):
+    """One served model: request rate, drift per feature over time, drift-trigger fires."""
+
+    allowed_args = ("minutes",)
+
+    def plan(self, name: str) -> Work:  # type: ignore[override]
+        minutes = self.args().integer("minutes", 60, 1, MAX_MINUTES) or 60
+        checked = model_name(name)
+        return lambda: self.monitoring.model(checked, minutes)
+
+
 class NotFoundHandler(NbmlopsHandler):
     """Any other path under the API prefix: a JSON 404 (still authenticated)."""
 
@@ -355,11 +381,13 @@ def raise_bad(message: str) -> None:
 
 def route_table(
     service: StoreService, executor: Executor, schedules: ScheduleService,
-    models: ModelService | None = None,
+    models: ModelService | None = None, monitoring: MonitoringService | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns (without the base URL) and their handlers."""
     kw: dict[str, Any] = {"service": service, "executor": executor, "schedules": schedules,
-                          "models": models if models is not None else ModelService(service)}
+                          "models": models if models is not None else ModelService(service),
+                          "monitoring": (monitoring if monitoring is not None
+                                         else MonitoringService(service))}
     run_id = r"([^/]+)"
     name = r"([^/]+)"  # checked by the handler: a bad name is a 400, not a 404
     return [
@@ -382,5 +410,7 @@ def route_table(
         (rf"/{API_PREFIX}/models/{name}", ModelHandler, kw),
         (rf"/{API_PREFIX}/models/{name}/promote", PromoteModelHandler, kw),
         (rf"/{API_PREFIX}/models/{name}/rollback", RollbackModelHandler, kw),
+        (rf"/{API_PREFIX}/monitoring", MonitoringHandler, kw),
+        (rf"/{API_PREFIX}/monitoring/{name}", MonitoringModelHandler, kw),
         (rf"/{API_PREFIX}/(.*)", NotFoundHandler, kw),
     ]
