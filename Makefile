@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv kfp-venv
+.PHONY: demo demo-loop test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv kfp-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -123,6 +123,15 @@ kfp-venv: $(KFP)/.installed
 pytest: install-test labext airflow-venv kfp-venv
 	NBMLOPS_AIRFLOW_VENV=$(AIRFLOW) NBMLOPS_REQUIRE_AIRFLOW=1 NBMLOPS_KFP_VENV=$(KFP) NBMLOPS_REQUIRE_KFP=1 \
 		$(BIN)/pytest $(PYTEST_ARGS)
+
+
+# the continuous-training loop (docs/serving.md): serve the champion, replay normal then shifted
+# traffic, drift fires the retraining pipeline, the challenger is promoted, the service follows
+# It starts from a fresh demo store (like `make demo`), so the first pipeline run is the champion.
+demo-loop: install-demo
+	rm -rf $(DEMO_OUTPUTS) example_notebooks/loop/data example_notebooks/loop/models example_notebooks/loop/reports
+	cd example_notebooks && $(BIN)/nbmlops init
+	cd example_notebooks && $(BIN)/python loop/loop.py
 
 test: lint typecheck pytest
 
