@@ -61,14 +61,14 @@ def _last(f: ScheduleFire | None) -> str:
 def _table(items: Sequence[Schedule], triggers: bool) -> str:
     from .. import _format
     from ..schedule.cron import local_iso
+    from ..schedule.service import describe_trigger
 
     rows: list[list[Any]] = []
     for s in items:
         target = Path(s.target).name if s.target_kind == "notebook" else (
             f"{Path(s.target).parent.name}/{Path(s.target).name}")
         if triggers:
-            on = (f"change {s.watch}" if s.kind == "change"
-                  else f"after {Path(s.watch or '').parent.name}/{Path(s.watch or '').name}")
+            on = describe_trigger(s)
             rows.append([s.name, target, on, s.overlap, "paused" if s.paused else "active",
                          _last(s.last_fire)])
         else:
@@ -90,6 +90,10 @@ def _print_schedule(s: Schedule, as_json: bool, verb: str) -> None:
         return
     what = "schedule" if s.kind == "cron" else "trigger"
     line = f"{verb} {what} {s.name}: {s.target}"
+    if s.kind == "drift":
+        from ..schedule.service import describe_trigger
+
+        line += f"; on {describe_trigger(s)}"
     if s.kind == "cron" and s.next_fire_at is not None and not s.paused:
         from ..schedule.cron import parse_cron
 
@@ -198,6 +202,8 @@ def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
             why = f"after run {str(f.reason.get('upstream_run', ''))[:8]}"
         elif why == "manual":
             why = f"manual ({f.reason.get('by', '?')})"
+        elif why == "drift":
+            why = _drift_cause(f.reason)
         duration = (f.ended_at - f.started_at) if f.ended_at and f.started_at else None
         rows.append([f.id, f.reason.get("due_local") or f.reason.get("due") or "-", why, f.status,
                      f.run_id[:8] if f.run_id else "-", _when(f.started_at),
@@ -206,6 +212,18 @@ def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
     click.echo(_format.render_table(
         ["FIRE", "DUE", "TRIGGER", "STATUS", "RUN", "STARTED", "TOOK", "NOTE"], rows,
         max_width=60, right_align=[True] + [False] * 7))
+
+
+def _drift_cause(reason: dict[str, Any]) -> str:
+    """``drift wine@champion v3 0.41 > 0.2 (alcohol, pH)``: what a drift fire answered."""
+    def num(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, (int, float)) else "?"
+
+    features = sorted((reason.get("features") or {}).items(), key=lambda kv: -float(kv[1] or 0))
+    names = ", ".join(name for name, _ in features[:3]) + (", ..." if len(features) > 3 else "")
+    return (f"drift {reason.get('model', '?')}@{reason.get('alias', '?')} "
+            f"v{reason.get('version', '?')} {num(reason.get('score'))} > "
+            f"{num(reason.get('threshold'))}" + (f" ({names})" if names else ""))
 
 
 def _history_command(group: click.Group, doc: str) -> None:
@@ -227,8 +245,8 @@ _history_command(schedule_group,
 
 @click.group("trigger")
 def trigger_group() -> None:
-    """Run pipelines when files change or another pipeline succeeds (fired by `nbmlops
-    scheduler`), or now by hand."""
+    """Run pipelines when files change, another pipeline succeeds or a served model's traffic
+    drifts (fired by `nbmlops scheduler`), or now by hand."""
 
 
 @trigger_group.command("add")
@@ -238,25 +256,47 @@ def trigger_group() -> None:
               "(** matches directories). Touching a file without changing it does not fire.")
 @click.option("--after", metavar="PIPELINE", type=click.Path(path_type=Path),
               help="Fire when a run of PIPELINE finishes successfully.")
+@click.option("--on-drift", metavar="NAME@ALIAS",
+              help="Fire when the logged traffic of served model NAME@ALIAS drifts from its "
+              "training data (see --threshold), once per drift episode.")
+@click.option("--threshold", type=str, metavar="PSI",
+              help="--on-drift: fire when the drift score (max feature PSI beyond noise) is "
+              "above this, e.g. 0.2.")
+@click.option("--window", metavar="1h|N",
+              help="--on-drift: judge the last 30m/1h/2d of traffic or the last N logged rows "
+              "[default: 1h].")
+@click.option("--min-rows", type=int, default=100, show_default=True, metavar="N",
+              help="--on-drift: judge nothing before the window holds N logged rows.")
 @params_option
-@click.option("--name", help="Trigger name (default: TARGET-on-change / TARGET-after-PIPELINE).")
+@click.option("--name", help="Trigger name (default: TARGET-on-change / TARGET-after-PIPELINE "
+              "/ TARGET-on-drift-MODEL).")
 @click.option("--overlap", type=click.Choice(["skip", "queue", "allow"]), default="queue",
               show_default=True, help="When it fires while its previous run still runs.")
 @json_option
 @click.pass_context
 def trigger_add(
     ctx: click.Context, target: Path, on_change: str | None, after: Path | None,
+    on_drift: str | None, threshold: str | None, window: str | None, min_rows: int,
     param_pairs: Sequence[tuple[str, str]], name: str | None, overlap: str, as_json: bool,
 ) -> None:
-    """Run PIPELINE_OR_NOTEBOOK when files change (--on-change) or after a pipeline (--after).
+    """Run PIPELINE_OR_NOTEBOOK when files change (--on-change), after a pipeline (--after) or
+    when a served model's traffic drifts (--on-drift NAME@ALIAS --threshold PSI).
 
     A change trigger remembers the fingerprints the files have now: only later changes fire.
+    A drift trigger fires once per episode: again only after a check found no drift, or after
+    the alias moved to another version.
     """
     from ..schedule.service import add_trigger
 
+    if on_drift is not None and threshold is None:
+        from ..errors import ScheduleError
+
+        raise ScheduleError("--on-drift needs --threshold PSI (the drift score above which it "
+                            "fires, e.g. 0.2)")
     store = writable_store(ctx)
-    trig = add_trigger(store, target, on_change=on_change, after=after, params=dict(param_pairs),
-                       name=name, overlap=overlap)
+    trig = add_trigger(store, target, on_change=on_change, after=after, on_drift=on_drift,
+                       threshold=threshold, window=window,
+                       min_rows=min_rows, params=dict(param_pairs), name=name, overlap=overlap)
     _print_schedule(trig, as_json, "added")
 
 
@@ -265,7 +305,7 @@ def trigger_add(
 @click.pass_context
 def trigger_ls(ctx: click.Context, as_json: bool) -> None:
     """List triggers and their last fire."""
-    _ls(ctx, ["change", "after"], as_json, triggers=True)
+    _ls(ctx, ["change", "after", "drift"], as_json, triggers=True)
 
 
 _simple("pause", "Stop NAME firing until `resume`.", trigger_group)

@@ -15,7 +15,12 @@ Each tick:
    moves ``next_fire_at`` on, so a restart never fires it twice;
 3. fire change triggers (a watched file's content fingerprint changed and its size and mtime
    held still for one poll) and after-triggers (a run of the upstream pipeline finished);
-4. start queued fires whose schedule has nothing running any more.
+4. drift triggers: when new prediction-log files appeared (or the alias moved), hand a drift
+   check (:func:`nbmlops.monitoring.monitor`) to the drift worker thread, and act on the checks
+   it finished: fire when the traffic drifted and no episode is open for that version, close
+   the episode when a check finds no drift or the alias moved. The check runs off the loop's
+   thread, so a monitor that reads a big log does not delay due cron schedules;
+5. start queued fires whose schedule has nothing running any more.
 
 Runs are separate processes (:mod:`nbmlops.schedule.launch`) that the scheduler watches. On
 start, fires left ``started`` by a scheduler that died are settled: their process is stopped if it
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -42,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import NbmlopsError, SchedulerBusyError
+from ..errors import NbmlopsError, NotFoundError, SchedulerBusyError
 from .cron import parse_cron, utc_iso
 from .launch import run_command, spawn, tail_lines
 from .service import file_entry, watched_paths
@@ -73,6 +79,23 @@ class _Child:
     started: float = field(default_factory=time.time)
     #: the scheduler stopped it (SIGTERM on shutdown)
     cancelled: bool = False
+
+
+@dataclass
+class _DriftCheck:
+    """One drift check handed to the drift worker, and what it found."""
+
+    schedule: str
+    watch: str
+    config: dict[str, Any]
+    #: what the check covers: the newest log part, the number of parts, the alias's version
+    seen: dict[str, Any]
+    report: dict[str, Any] | None = None
+    #: no traffic logged for it yet (the monitor's NotFoundError): nothing to judge
+    nothing: str | None = None
+    error: NbmlopsError | None = None
+    seconds: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -148,6 +171,11 @@ class Scheduler:
         self._stat_seen: dict[str, dict[str, tuple[int, int]]] = {}  # trigger -> path -> stat
         self.failed_runs = 0
         self._errors: dict[str, str] = {}  # schedule -> the error it last failed with
+        self._drift_checks: dict[str, _DriftCheck] = {}  # trigger -> its check in flight
+        self._drift_queue: queue.Queue[_DriftCheck | None] = queue.Queue()
+        self._drift_worker: threading.Thread | None = None
+        self._log_dirs: dict[str, tuple[int, dict[str, Any]]] = {}  # dir -> (mtime_ns, newest)
+        self._quiet: dict[str, str] = {}  # trigger -> "nothing to judge" message logged once
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -299,10 +327,11 @@ class Scheduler:
                         raise  # the lease is gone: another scheduler works on this store
                     except NbmlopsError as exc:  # the store is locked or away for a moment
                         self.emit("error", error=exc, retry_in=f"{self.poll:g}s")
-                    if once and not self.children:
+                    if once and not self.children and not self._drift_checks:
                         break
                     self._sleep(once=once)
             finally:
+                self._stop_drift_worker()
                 self._shutdown()
                 self.release_lease()
                 self.emit("stopped", holder=self.holder)
@@ -375,12 +404,18 @@ class Scheduler:
                     self._check_change(sched, running, stats)
                 elif sched.kind == "after":
                     self._check_after(sched, running, stats)
+                elif sched.kind == "drift":
+                    self._check_drift(sched, running, stats)
             except NbmlopsError as exc:
                 if self._errors.get(sched.name) != str(exc):  # once per distinct error
                     self._errors[sched.name] = str(exc)
                     self.emit("error", schedule=sched.name, error=exc)
             else:
                 self._errors.pop(sched.name, None)
+        active = {s.name for s in schedules}
+        for name in [n for n, c in self._drift_checks.items() if c.done.is_set()]:
+            if name not in active:  # paused or removed while its check ran: forget the check
+                del self._drift_checks[name]
         if any(f.status == "queued" for f in open_fires) or stats.queued:
             self._start_queued(running, stats)
         stats.duration = time.perf_counter() - t0
@@ -481,7 +516,9 @@ class Scheduler:
     def _fire_event(
         self, sched: Schedule, reason: dict[str, Any], running: set[int], stats: TickStats,
         *, state: dict[str, Any],
-    ) -> None:
+    ) -> int:
+        """Record a trigger's fire (started, queued or skipped under its overlap policy) with
+        the trigger's new ``state`` in one transaction; returns the fire's id."""
         busy = sched.id in running
         if busy and sched.overlap == "skip":
             rec: dict[str, Any] = {"status": "skipped", "reason": reason,
@@ -501,6 +538,7 @@ class Scheduler:
         else:
             stats.skipped += 1
             self.emit("skipped", schedule=sched.name, fire=ids[0], why=rec["message"])
+        return ids[0]
 
     def _check_change(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
         """Fire when a watched file's content changed. A changed file is fingerprinted once it
@@ -554,6 +592,195 @@ class Scheduler:
             reason = {"kind": "after", "upstream_pipeline": sched.watch, "upstream_run": run_id}
             self._fire_event(sched, reason, running, stats,
                              state={"since": since, "seen": seen})
+
+    # -- drift triggers -------------------------------------------------------------------------
+
+    def _check_drift(self, sched: Schedule, running: set[int], stats: TickStats) -> None:
+        """Act on the trigger's finished drift check, then start the next one when there is
+        something new to judge: prediction-log files that appeared since the last check, or the
+        alias pointing at another version. One check per trigger at a time."""
+        assert sched.watch is not None
+        check = self._drift_checks.get(sched.name)
+        if check is not None:
+            if not check.done.is_set():
+                return  # still running: the loop goes on, the worker wakes it when done
+            del self._drift_checks[sched.name]
+            self._drift_done(sched, check, running, stats)
+            sched = self.repo.get(sched.name)  # the state that result left
+        watch = sched.watch or ""
+        model, _, alias = watch.partition("@")
+        state = dict(sched.state or {})
+        version = self.store.registry.get_model(model).aliases.get(alias)
+        episode = state.get("episode")
+        if episode and episode.get("version") != version:
+            state["episode"] = None  # a promoted challenger starts a new baseline
+            self.repo.update(sched.name, state=state)
+            self.emit("drift-over", trigger=sched.name, watch=sched.watch,
+                      version=episode.get("version"), why=f"{alias} now points at "
+                      + (f"version {version}" if version is not None else "no version"))
+        if version is None:
+            raise NotFoundError(f"model {model!r} has no alias {alias!r} any more: nothing to "
+                                "watch until it is set again (nbmlops models alias)")
+        newest = self._newest_log_part(self.store.location.predictions_dir / model)
+        seen = {**newest, "version": version}
+        if not newest.get("part"):
+            self._nothing_to_judge(sched.name, f"no prediction log for {model} yet")
+            return
+        if seen == state.get("seen"):
+            return  # nothing new since the last check
+        check = _DriftCheck(sched.name, watch, dict(state.get("config") or {}), seen)
+        self._drift_checks[sched.name] = check
+        self._start_drift_worker()
+        self._drift_queue.put(check)
+
+    def _newest_log_part(self, directory: Path) -> dict[str, Any]:
+        """``{"part": newest part file name, "parts": count}`` of a prediction-log directory;
+        the directory is listed again only when its mtime changed (a new part was renamed in)."""
+        key = str(directory)
+        try:
+            mtime = os.stat(directory).st_mtime_ns
+        except OSError:
+            self._log_dirs.pop(key, None)
+            return {}
+        cached = self._log_dirs.get(key)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        newest, count = "", 0
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("part-") and entry.name.endswith(".parquet"):
+                        count += 1
+                        newest = max(newest, entry.name)
+        except OSError:
+            return {}
+        found = {"part": newest, "parts": count} if count else {}
+        self._log_dirs[key] = (mtime, found)
+        return found
+
+    def _nothing_to_judge(self, name: str, why: str) -> None:
+        """No traffic yet is a normal state, not an error: logged once at debug level."""
+        if self._quiet.get(name) != why:
+            self._quiet[name] = why
+            log.debug("drift trigger %s: nothing to judge yet (%s)", name, why)
+
+    def _drift_done(
+        self, sched: Schedule, check: _DriftCheck, running: set[int], stats: TickStats
+    ) -> None:
+        """Fire, keep or close the drift episode from what one check found."""
+        state = dict(sched.state or {})
+        state["seen"] = check.seen  # judged (or found nothing to judge): wait for new files
+        if check.error is not None:
+            self.repo.update(sched.name, state=state)
+            raise check.error
+        report = check.report
+        if report is None:
+            self._nothing_to_judge(sched.name, check.nothing or "no traffic logged")
+            self.repo.update(sched.name, state=state)
+            return
+        self._quiet.pop(sched.name, None)
+        cfg = check.config
+        version = report.get("version")
+        rows = int(report.get("rows") or 0)
+        score = float(report.get("score") or 0.0)
+        monitor_id = report.get("id")
+        judged = rows >= int(cfg.get("min_rows") or 1)
+        drifted = bool(report.get("drifted")) and judged
+        state["last_check"] = {"at": self.clock(), "version": version, "rows": rows,
+                               "score": score, "drifted": drifted, "judged": judged,
+                               "monitor_id": monitor_id, "seconds": round(check.seconds, 3)}
+        log.debug("drift trigger %s: %s v%s rows=%d score=%.4f drifted=%s (%.2f s)", sched.name,
+                  sched.watch, version, rows, score, drifted, check.seconds)
+        episode = state.get("episode")
+        if version != check.seen.get("version"):
+            self.repo.update(sched.name, state=state)  # the alias moved while it ran: look again
+            return
+        if not judged:
+            self._nothing_to_judge(sched.name, f"{rows} rows logged, fewer than "
+                                   f"--min-rows {cfg.get('min_rows')}")
+            self.repo.update(sched.name, state=state)
+            return
+        if not drifted:
+            state["episode"] = None
+            self.repo.update(sched.name, state=state)
+            if episode:
+                self.emit("drift-over", trigger=sched.name, watch=sched.watch, version=version,
+                          score=f"{score:.4g}", why="no drift")
+            return
+        if episode and episode.get("version") == version:
+            self.repo.update(sched.name, state=state)  # the same episode: never fires twice
+            return
+        features = {}
+        for f in report.get("features") or []:
+            if isinstance(f, dict) and f.get("drifted") and f.get("psi") is not None:
+                features[str(f.get("name"))] = round(float(f["psi"]), 6)
+        model, _, alias = sched.watch.partition("@") if sched.watch else ("", "", "")
+        reason = {"kind": "drift", "model": model, "alias": alias, "version": version,
+                  "score": round(score, 6), "threshold": cfg.get("threshold"),
+                  "window": cfg.get("window"), "rows": rows, "monitor_id": monitor_id,
+                  "features": features}
+        state["episode"] = {"version": version, "opened_at": self.clock(), "fire_id": None,
+                            "monitor_id": monitor_id, "score": round(score, 6)}
+        self.emit("drift", trigger=sched.name, watch=sched.watch, version=version,
+                  score=f"{score:.4g}", threshold=cfg.get("threshold"), rows=rows,
+                  monitor=monitor_id)
+        fire_id = self._fire_event(sched, reason, running, stats, state=state)
+        state["episode"] = {**state["episode"], "fire_id": fire_id}
+        self.repo.update(sched.name, state=state)
+
+    def _start_drift_worker(self) -> None:
+        if self._drift_worker is None or not self._drift_worker.is_alive():
+            self._drift_worker = threading.Thread(target=self._drift_loop, daemon=True,
+                                                  name="nbmlops-drift-checks")
+            self._drift_worker.start()
+
+    def _stop_drift_worker(self) -> None:
+        if self._drift_worker is not None:
+            self._drift_queue.put(None)  # a check in progress ends on its own; nobody waits
+            self._drift_worker = None
+
+    def _drift_loop(self) -> None:
+        """The drift worker: runs the checks the loop hands it, one at a time."""
+        while True:
+            check = self._drift_queue.get()
+            if check is None:
+                return
+            self._run_drift_check(check)
+
+    def _run_drift_check(self, check: _DriftCheck) -> None:
+        t0 = time.perf_counter()
+        try:
+            from ..monitoring import monitor
+
+            cfg = check.config
+            report = monitor(self.store, check.watch, window=cfg.get("window"),
+                             threshold=cfg.get("threshold"), min_rows=int(cfg.get("min_rows") or 1),
+                             record=True, source=f"trigger:{check.schedule}")
+            data = report.to_dict()
+            if data.get("id") is None:
+                data["id"] = getattr(report, "id", None)
+            check.report = data
+        except NotFoundError as exc:  # no traffic logged in the window: nothing to judge yet
+            check.nothing = str(exc)
+        except NbmlopsError as exc:
+            check.error = exc
+        except Exception as exc:  # noqa: BLE001 - a failed check never stops the scheduler
+            log.debug("drift check of %s failed", check.schedule, exc_info=True)
+            check.error = NbmlopsError(f"drift check of {check.watch} failed: "
+                                       f"{type(exc).__name__}: {exc}")
+        finally:
+            check.seconds = time.perf_counter() - t0
+            check.done.set()
+            self._wake.set()  # act on it now, not a poll later
+
+    def wait_drift_checks(self, timeout: float = 60.0) -> bool:
+        """Wait until the drift checks in flight are done (tests, benchmarks); the next
+        :meth:`tick` acts on them. False on timeout."""
+        deadline = time.monotonic() + timeout
+        for check in list(self._drift_checks.values()):
+            if not check.done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
     def _start_queued(self, running: set[int], stats: TickStats) -> None:
         queued = [f for f in self.repo.open_fires() if f.status == "queued"]
@@ -677,6 +904,8 @@ def trigger_tags(sched: Schedule, fire_id: int, reason: dict[str, Any]) -> dict[
         tags["nbmlops.trigger.upstream_run"] = str(reason["upstream_run"])
     if reason.get("by"):
         tags["nbmlops.trigger.by"] = str(reason["by"])
+    if reason.get("kind") == "drift":
+        tags["nbmlops.trigger.drift"] = drift_tag(reason)
     if reason.get("files"):
         files = json.dumps(reason["files"], sort_keys=True)
         if len(files) > 4000:  # still JSON: the count and the first paths
@@ -685,6 +914,22 @@ def trigger_tags(sched: Schedule, fire_id: int, reason: dict[str, Any]) -> dict[
                                 "see": f"schedule history {sched.name} --json"})
         tags["nbmlops.trigger.files"] = files
     return tags
+
+
+def drift_tag(reason: dict[str, Any]) -> str:
+    """The ``nbmlops.trigger.drift`` tag: the drift figures that fired the run, as JSON
+    (the features with the highest PSI first, at most 4,000 characters)."""
+    keys = ("model", "alias", "version", "score", "threshold", "window", "rows", "monitor_id")
+    out: dict[str, Any] = {k: reason.get(k) for k in keys}
+    features = sorted((reason.get("features") or {}).items(), key=lambda kv: -float(kv[1] or 0))
+    out["features"] = dict(features)
+    text = json.dumps(out, sort_keys=True)
+    while len(text) > 4000 and features:
+        features = features[:len(features) // 2]
+        out["features"] = dict(features)
+        out["features_left_out"] = len(reason.get("features") or {}) - len(features)
+        text = json.dumps(out, sort_keys=True)
+    return text
 
 
 def _start_run(

@@ -1,6 +1,10 @@
 """Schedules and triggers: create, list, pause, resume, remove, history. Every face (CLI, REST)
 calls these; the scheduler daemon (:mod:`nbmlops.schedule.scheduler`) fires what they define.
 
+Drift triggers (``--on-drift NAME@ALIAS``) watch a served model's prediction log: the scheduler
+runs :func:`nbmlops.monitoring.monitor` on it each poll that new log files appeared, and fires
+when the logged inputs drift past the trigger's threshold (once per drift episode).
+
 A schedule or trigger names a *target*: a pipeline (``pipeline.yaml``, a directory holding one,
 or a notebook tagged ``step:NAME``) or a single notebook. The target is checked when the
 schedule is added (the pipeline loads, every ``-p`` is a declared parameter), so a typo fails at
@@ -29,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "OVERLAP_POLICIES", "CATCHUP_POLICIES", "Target", "resolve_target", "add_schedule",
     "add_trigger", "pause", "resume", "remove", "history", "list_schedules", "schedule_dict",
-    "fire_dict", "scan_files", "watched_paths", "file_entry",
+    "fire_dict", "scan_files", "watched_paths", "file_entry", "parse_drift_watch", "check_window",
+    "describe_trigger", "DEFAULT_DRIFT_WINDOW", "DEFAULT_MIN_ROWS",
 ]
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -37,6 +42,13 @@ CATCHUP_POLICIES = ("none", "last", "all")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: a change trigger watches at most this many files (a glob matching a whole disk is a mistake)
 MAX_WATCHED_FILES = 10_000
+#: what a drift trigger judges when no --window is given: the last hour of logged traffic (all
+#: traffic ever would keep an episode open for good once shifted rows were logged)
+DEFAULT_DRIFT_WINDOW = "1h"
+#: fewer logged rows than this in the window: nothing to judge yet
+DEFAULT_MIN_ROWS = 100
+_WINDOW_RE = re.compile(r"(?:(\d+)|(\d+(?:\.\d+)?)\s*([smhdw]))")
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class Target:
@@ -150,21 +162,46 @@ def add_trigger(
     params: Mapping[str, Any] | None = None,
     name: str | None = None,
     overlap: str = "queue",
+    on_drift: str | None = None,
+    threshold: float | str | None = None,
+    window: str | int | None = None,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> Schedule:
     """Add a trigger: ``on_change`` (a path or glob; fires when a matching file's content
-    fingerprint changes or a new file matches) or ``after`` (a pipeline; fires when one of its
-    runs succeeds). Exactly one of the two."""
-    if (on_change is None) == (after is None):
-        raise ScheduleError("give exactly one of --on-change PATH_OR_GLOB and --after PIPELINE")
+    fingerprint changes or a new file matches), ``after`` (a pipeline; fires when one of its
+    runs succeeds) or ``on_drift`` (``NAME@ALIAS`` of a served model; fires when its logged
+    traffic drifts: max feature PSI beyond noise above ``threshold``, over the last ``window``
+    (``"1h"``, ``"30m"``, ``"2d"`` or a row count), judged only from ``min_rows`` rows).
+    Exactly one of the three.
+
+    A drift trigger is checked before anything is written: the threshold and window
+    (:class:`ScheduleError`, exit 2), then the model and alias (:class:`NotFoundError`, exit 4)."""
+    if sum(x is not None for x in (on_change, after, on_drift)) != 1:
+        raise ScheduleError("give exactly one of --on-change PATH_OR_GLOB, --after PIPELINE and "
+                            "--on-drift NAME@ALIAS")
+    if on_drift is None and (threshold is not None or window is not None):
+        raise ScheduleError("--threshold and --window go with --on-drift NAME@ALIAS")
     _check_policy(overlap, OVERLAP_POLICIES, "--overlap")
+    drift_config: dict[str, Any] | None = None
+    if on_drift is not None:  # cheap checks of the arguments first, then the store
+        model, alias = parse_drift_watch(on_drift)
+        drift_config = {"threshold": _check_threshold(threshold),
+                        "window": check_window(DEFAULT_DRIFT_WINDOW if window is None else window),
+                        "min_rows": _check_min_rows(min_rows)}
     tgt = resolve_target(target, params)
     clean = {k: _text(v) for k, v in (params or {}).items()}
-    if on_change is not None:
+    if drift_config is not None:
+        model_version = store.registry.version(model, alias=alias)  # NotFoundError, exit 4
+        state: dict[str, Any] = {"config": drift_config, "episode": None,
+                                 "added_version": model_version.version}
+        base = f"{tgt.name}-on-drift-{model}"
+        kind, watch = "drift", f"{model}@{alias}"
+    elif on_change is not None:
         pattern = os.path.abspath(os.path.expanduser(on_change))
         if glob.has_magic(pattern) and os.path.isfile(pattern):
             pattern = glob.escape(pattern)  # a file whose name holds [ ] * ?: watch that file
         _check_not_own_output(tgt, pattern)
-        state: dict[str, Any] = {"files": scan_files(pattern)}
+        state = {"files": scan_files(pattern)}
         base = f"{tgt.name}-on-change"
         kind, watch = "change", pattern
     else:
@@ -184,6 +221,85 @@ def add_trigger(
         name, kind=kind, target=str(tgt.path), target_kind=tgt.kind, watch=watch, params=clean,
         overlap=overlap, catchup="none", state=state,
     )
+
+
+def parse_drift_watch(text: str) -> tuple[str, str]:
+    """``(model, alias)`` of ``--on-drift NAME@ALIAS``; :class:`ScheduleError` for another form
+    (a version number is not watched: a drift trigger follows what an alias serves)."""
+    from ..errors import InvalidArgumentError
+    from ..registry.service import check_alias, check_name
+
+    model, sep, alias = str(text).partition("@")
+    if not sep or not model or not alias:
+        raise ScheduleError(f"--on-drift {text!r}: give NAME@ALIAS, the alias the model is served "
+                            "under, e.g. wine@champion")
+    try:
+        return check_name(model), check_alias(alias)
+    except InvalidArgumentError as exc:
+        raise ScheduleError(f"--on-drift {text!r}: {exc}") from exc
+
+
+def _check_threshold(value: Any) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if value is None or isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+        raise ScheduleError(f"--threshold {value!r}: give the drift score (PSI) above which it "
+                            "fires, a number above 0, e.g. 0.2")
+    return number
+
+
+def check_window(value: str | int) -> str:
+    """A monitoring window as the monitor reads it: ``"1h"``, ``"30m"``, ``"2d"``, ``"90s"``,
+    ``"1w"`` or a number of rows (``"10000"``); :class:`ScheduleError` otherwise."""
+    text = str(value).strip().lower()
+    match = _WINDOW_RE.fullmatch(text)
+    if isinstance(value, bool) or match is None or (
+        match.group(1) is not None and int(match.group(1)) < 1
+    ) or (match.group(2) is not None and float(match.group(2)) <= 0):
+        raise ScheduleError(f"--window {value!r}: give a duration (30m, 1h, 2d) or a number of "
+                            "logged rows (10000)")
+    return text.replace(" ", "")
+
+
+def window_seconds(window: str) -> float | None:
+    """Seconds of a duration window, None for a row-count window."""
+    match = _WINDOW_RE.fullmatch(window)
+    if match is None or match.group(1) is not None:
+        return None
+    return float(match.group(2)) * _WINDOW_UNITS[match.group(3)]
+
+
+def _check_min_rows(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScheduleError(f"--min-rows {value!r}: give a whole number from 1")
+    return value
+
+
+def describe_trigger(s: Schedule) -> str:
+    """What a trigger fires on, in words: ``change data/*.csv``, ``after train/pipeline.yaml``,
+    ``drift of wine@champion > 0.2 (last 1h, from 100 rows)``."""
+    if s.kind == "change":
+        return f"change {s.watch}"
+    if s.kind == "after":
+        path = Path(s.watch or "")
+        return f"after {path.parent.name}/{path.name}"
+    if s.kind == "drift":
+        cfg = (s.state or {}).get("config") or {}
+        window = str(cfg.get("window") or DEFAULT_DRIFT_WINDOW)
+        span = f"last {window}" if window_seconds(window) is not None else f"last {window} rows"
+        threshold = cfg.get("threshold")
+        limit = f"{threshold:g}" if isinstance(threshold, (int, float)) else "?"
+        text = (f"drift of {s.watch} > {limit} ({span}, "
+                f"from {cfg.get('min_rows', DEFAULT_MIN_ROWS)} rows)")
+        episode = (s.state or {}).get("episode")
+        if episode:
+            text += f"; drifting: v{episode.get('version')} since fire {episode.get('fire_id')}"
+        return text
+    return s.kind
 
 
 def _check_not_own_output(tgt: Target, pattern: str) -> None:
@@ -317,6 +433,10 @@ def schedule_dict(s: Schedule) -> dict[str, Any]:
             d["next_fire_local"] = None
     if s.kind == "change":
         d["watched_files"] = len((s.state or {}).get("files") or {})
+    if s.kind == "drift":
+        state = s.state or {}
+        d["drift"] = {**dict(state.get("config") or {}), "episode": state.get("episode"),
+                      "last_check": state.get("last_check")}
     d["last_fire"] = fire_dict(s.last_fire) if s.last_fire else None
     return d
 
