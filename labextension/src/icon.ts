@@ -47,3 +47,9 @@ export const modelsIcon = icon(
   'models',
   `<path d="M12 2l9 5v10l-9 5-9-5V7zm0 2.3L5.4 8 12 11.7 18.6 8zM5 9.7v6.1l6 3.4v-6.1zm14 0l-6 3.4v6.1l6-3.4z"/>`
 );
+
+/** A pulse line (Monitoring: served models, traffic, drift). */
+export const monitoringIcon = icon(
+  'monitoring',
+  `<path d="M2 11h4.4l2.1-5.2 4 11.6 3-8.3 1.7 1.9H22v2h-5.7l-.9-1-3.1 8.7-4-11.4L7.7 13H2z"/>`
+);

@@ -1,6 +1,6 @@
 /**
  * The "MLOps" side panel: a header and tabs (This notebook, Runs, Lineage, Pipelines,
- * Schedules, Models) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
+ * Schedules, Models, Monitoring) over the active notebook. Tracks which notebook is active and whether its kernel is running cells.
  *
  * The tabs are icons (a tooltip and an accessible name each) and the header names the tab shown,
  * so they fit JupyterLab's default sidebar width; a wide panel shows their labels as well
@@ -18,12 +18,14 @@ import {
   cellsIcon,
   mlopsIcon,
   modelsIcon,
+  monitoringIcon,
   pipelinesIcon,
   runsIcon,
   schedulesIcon
 } from './icon';
 import { LineageView } from './lineageView';
 import { ModelsView } from './modelsView';
+import { MonitoringView } from './monitoringView';
 import { NotebookView } from './notebookView';
 import { PipelinesView } from './pipelinesView';
 import { RunsView } from './runsView';
@@ -54,6 +56,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
     this.pipelinesView = new PipelinesView(this);
     this.schedulesView = new SchedulesView();
     this.modelsView = new ModelsView();
+    this.monitoringView = new MonitoringView();
     this.tabs = new TabPanel({ renderer: new TabRenderer() });
     this.tabs.addClass('nbmlops-tabs');
     this.tabs.tabBar.addClass('jp-NbmlopsTabBar');
@@ -64,7 +67,8 @@ export class MlopsPanel extends Panel implements IPanelContext {
       [this.lineageView, mlopsIcon, 'where a file or model came from, what came of it'],
       [this.pipelinesView, pipelinesIcon, 'pipeline definitions: run, step status'],
       [this.schedulesView, schedulesIcon, 'cron schedules and triggers'],
-      [this.modelsView, modelsIcon, 'registered models: versions, aliases, gate, promote']
+      [this.modelsView, modelsIcon, 'registered models: versions, aliases, gate, promote'],
+      [this.monitoringView, monitoringIcon, 'served models: traffic, drift per feature, trigger fires']
     ];
     for (const [view, icon, what] of views) {
       view.title.icon = icon;
@@ -157,6 +161,7 @@ export class MlopsPanel extends Panel implements IPanelContext {
   private pipelinesView: PipelinesView;
   private schedulesView: SchedulesView;
   private modelsView: ModelsView;
+  private monitoringView: MonitoringView;
 }
 
 /** Tabs named for assistive technology by their label, also when only the icon shows. */

@@ -350,7 +350,7 @@ function comparison(cmp: Comparison): HTMLElement {
   );
 }
 
-const PALETTE = [
+export const PALETTE = [
   'var(--jp-brand-color1)',
   'var(--jp-warn-color1)',
   'var(--jp-success-color1)',

@@ -450,3 +450,119 @@ export interface ModelChange {
   event: ModelEventInfo | null;
   aliases: { [alias: string]: number };
 }
+
+// -- Monitoring (GET monitoring, GET monitoring/{name}) ------------------------------------------
+
+export interface ServiceRoute {
+  /** the alias served ("" when served by explicit version) */
+  alias: string;
+  version: number | null;
+  /** primary (answers) or shadow (scored and logged, not returned) */
+  role: string;
+  weight: number | null;
+}
+
+export interface ServiceInfo {
+  host: string | null;
+  pid: number | null;
+  port: number | null;
+  url: string | null;
+  started_at: number | null;
+  updated_at: number | null;
+  /** its heartbeat was rewritten in the last 10 s */
+  alive: boolean;
+  routes: ServiceRoute[];
+  requests: number;
+  errors: number;
+  log: { written: number | null; dropped: number | null; pending: number | null } | null;
+}
+
+export interface MonitorSummary {
+  id: number;
+  created_at: number;
+  alias: string | null;
+  version: number | null;
+  source: string | null;
+  window: string | null;
+  rows: number | null;
+  score: number | null;
+  drifted: boolean;
+  threshold: number | null;
+}
+
+export interface DriftResult extends MonitorSummary {
+  /** feature name -> PSI (only the features listed in DriftHistory.features) */
+  features: { [feature: string]: number | null };
+  drifted_features: string[];
+  prediction_psi: number | null;
+}
+
+export interface ServedModel {
+  name: string;
+  alive: boolean;
+  services: ServiceInfo[];
+  requests: number;
+  errors: number;
+  logged: boolean;
+  last_request_at: number | null;
+  rows_last_hour: number;
+  requests_last_hour: number;
+  monitor: MonitorSummary | null;
+}
+
+export interface MonitoringList {
+  models: ServedModel[];
+  predictions_dir: string | null;
+  now: number;
+}
+
+export interface RatePoint {
+  t: number;
+  requests: number;
+  rows: number;
+  /** requests per minute in this bucket */
+  rate: number;
+}
+
+export interface RateSeries {
+  alias: string;
+  version: number | null;
+  role: string;
+  requests: number;
+  rows: number;
+  points: RatePoint[];
+}
+
+export interface DriftHistory {
+  features: string[];
+  results: DriftResult[];
+  truncated: boolean;
+  features_truncated: boolean;
+}
+
+export interface DriftTrigger {
+  name: string;
+  watch: string | null;
+  target: string;
+  paused: boolean;
+  threshold: number | null;
+  window: string | number | null;
+  min_rows: number | null;
+  episode: { [key: string]: unknown } | null;
+  last_fire: ScheduleFire | null;
+}
+
+export interface MonitoringDetail {
+  name: string;
+  minutes: number;
+  since: number;
+  until: number;
+  now: number;
+  bucket_seconds: number;
+  services: ServiceInfo[];
+  rows: number;
+  series: RateSeries[];
+  drift: DriftHistory;
+  triggers: DriftTrigger[];
+  fires: ScheduleFire[];
+}
