@@ -27,6 +27,7 @@ __all__ = [
     "RegisteredModel",
     "ModelVersion",
     "ModelEvent",
+    "MonitorResult",
 ]
 
 RUN_SOURCES = ("interactive", "papermill", "pipeline", "schedule")
@@ -348,3 +349,22 @@ class ModelEvent(_Record):
     run_id: str | None
     details: dict[str, Any]
     created_at: float
+
+
+@dataclass(frozen=True)
+class MonitorResult(_Record):
+    """One recorded monitoring check of a served model (drift score, decision, whole report)."""
+
+    id: int
+    model: str
+    alias: str | None
+    version: int
+    created_at: float
+    source: str
+    window: str | None
+    rows: int
+    labeled_rows: int
+    score: float
+    drifted: bool
+    threshold: float | None
+    report: dict[str, Any] = field(default_factory=dict)

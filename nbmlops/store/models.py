@@ -469,3 +469,31 @@ class ValidationRow(Base):
         Index("ix_validations_dataset_artifact_id", "dataset_artifact_id"),
         Index("ix_validations_reference_artifact_id", "reference_artifact_id"),
     )
+
+
+class MonitorResultRow(Base):
+    """One monitoring check of a served model's logged traffic (``nbmlops monitor``, a drift
+    trigger's poll): drift score and decision, plus the whole report as JSON. ``model`` is the
+    registered model's name (kept as text so a check outlives the version it looked at)."""
+
+    __tablename__ = "monitor_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(255))
+    window_spec: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    labeled_rows: Mapped[int] = mapped_column(BigInteger)
+    score: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the MonitorReport's to_dict()
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_monitor_results_model_id", "model", "id"),
+        Index("ix_monitor_results_created_at", "created_at"),
+    )

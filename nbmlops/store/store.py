@@ -49,6 +49,7 @@ from .entities import (
 )
 
 if TYPE_CHECKING:
+    from .monitoring import MonitorRepo
     from .registry import RegistryRepo
     from .schedules import ScheduleRepo
     from .validations import ValidationRepo
@@ -137,6 +138,7 @@ class Store:
         self._schedules: ScheduleRepo | None = None
         self._registry: RegistryRepo | None = None
         self._validations: ValidationRepo | None = None
+        self._monitoring: MonitorRepo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -821,6 +823,15 @@ class Store:
 
             self._validations = ValidationRepo(self._sessions)
         return self._validations
+
+    @property
+    def monitoring(self) -> MonitorRepo:
+        """Monitoring checks of served models (drift, performance), newest first."""
+        if self._monitoring is None:
+            from .monitoring import MonitorRepo
+
+            self._monitoring = MonitorRepo(self._sessions)
+        return self._monitoring
 
     # -- lineage --------------------------------------------------------------------------------
 
