@@ -635,7 +635,8 @@ class Scheduler:
 
     def _newest_log_part(self, directory: Path) -> dict[str, Any]:
         """``{"part": newest part file name, "parts": count}`` of a prediction-log directory;
-        the directory is listed again only when its mtime changed (a new part was renamed in)."""
+        the directory is listed again only when its mtime changed (a new part was renamed in),
+        or is less than a second old (timestamps are coarse: two renames can share one)."""
         key = str(directory)
         try:
             mtime = os.stat(directory).st_mtime_ns
@@ -643,7 +644,7 @@ class Scheduler:
             self._log_dirs.pop(key, None)
             return {}
         cached = self._log_dirs.get(key)
-        if cached is not None and cached[0] == mtime:
+        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > 1_000_000_000:
             return cached[1]
         newest, count = "", 0
         try:

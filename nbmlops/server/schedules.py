@@ -90,7 +90,7 @@ def schedule_view(sched: Schedule, root_path: RootPath) -> dict[str, Any]:
     """A schedule or trigger, field by field (the same fields for every kind)."""
     d = schedule_service.schedule_dict(sched)
     d["target_path"] = root_path(sched.target)
-    d["watch_path"] = root_path(sched.watch) if sched.watch else None
+    d["watch_path"] = root_path(sched.watch) if sched.watch and sched.kind != "drift" else None
     d["last_fire"] = fire_view(sched.last_fire) if sched.last_fire is not None else None
     if sched.paused:
         d["next_fire_local"] = None  # like next_fire: nothing is due while paused
