@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "models_group"),
     "card": ("card", "card_command"),
     "reproduce": ("reproduce", "reproduce_command"),
+    "serve": ("serve", "serve_command"),
 }
 
 
