@@ -305,7 +305,7 @@ class MonitoringService:
             newest = _read_log(model_dir, last_rows=1, role=None, columns=["ts"])
             if newest is not None and len(newest):
                 last = float(newest["ts"].max())
-        latest = store.monitoring.list(model=name, limit=1)
+        latest = store.monitoring.list(model=name, limit=1, with_report=False)
         return {
             "name": name,
             "alive": any(s["alive"] for s in services),
