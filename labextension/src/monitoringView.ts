@@ -316,34 +316,31 @@ function servicesTable(services: ServiceInfo[]): HTMLElement {
   if (!services.length) {
     return message('No service is running; the charts show logged traffic.');
   }
-  const body = h('tbody', {});
+  const box = h('div', { class: 'nbmlops-services', role: 'list', 'aria-label': 'Services' });
   for (const svc of services) {
     const log = svc.log;
-    body.appendChild(
+    box.appendChild(
       h(
-        'tr',
-        { class: 'nbmlops-servicerow', 'data-alive': svc.alive ? 'true' : 'false' },
-        h('td', {}, aliveChip(svc.alive, 1)),
-        h('td', { title: `${svc.host ?? ''} pid ${svc.pid ?? '?'}` }, svc.url ?? ''),
-        h('td', {}, uniqueRoutes(svc.routes).map(routeLabel).join(', ')),
+        'div',
+        { class: 'nbmlops-servicerow', role: 'listitem', 'data-alive': svc.alive ? 'true' : 'false' },
+        aliveChip(svc.alive, 1),
+        ' ',
+        h('span', { title: `${svc.host ?? ''} pid ${svc.pid ?? '?'}` }, svc.url ?? ''),
         h(
-          'td',
+          'div',
           {
+            class: 'nbmlops-dim',
             title: log
               ? `log: ${log.written ?? 0} written, ${log.dropped ?? 0} dropped, ${log.pending ?? 0} pending`
               : 'prediction log off'
           },
-          `${svc.requests} req, ${svc.errors} err`
+          `${uniqueRoutes(svc.routes).map(routeLabel).join(', ')} · ${svc.requests} requests, ` +
+            `${svc.errors} errors · pid ${svc.pid ?? '?'} on ${svc.host ?? '?'}`
         )
       )
     );
   }
-  return h(
-    'table',
-    { class: 'nbmlops-table nbmlops-services', 'aria-label': 'Services' },
-    h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'url'), h('th', {}, 'routes'), h('th', {}, 'traffic'))),
-    body
-  );
+  return box;
 }
 
 function seriesLabel(r: RateSeries): string {
@@ -540,7 +537,7 @@ function firesList(d: MonitoringDetail): HTMLElement {
         'div',
         { class: 'nbmlops-triggerrow', 'data-trigger': t.name },
         h('span', { class: 'nbmlops-modelname' }, t.name),
-        ` on ${t.watch ?? ''} → ${t.target}`,
+        ` on ${t.watch ?? ''} → ${t.target_path ?? t.target}`,
         h(
           'span',
           { class: 'nbmlops-dim' },

@@ -544,6 +544,8 @@ export interface DriftTrigger {
   name: string;
   watch: string | null;
   target: string;
+  /** the target relative to the server root (null: outside it) */
+  target_path: string | null;
   paused: boolean;
   threshold: number | null;
   window: string | number | null;

@@ -216,7 +216,7 @@ def result_view(r: Any) -> dict[str, Any]:
     return out
 
 
-def trigger_view(sched: Schedule) -> dict[str, Any]:
+def trigger_view(sched: Schedule, root_path: Callable[[str | None], str | None]) -> dict[str, Any]:
     from .schedules import fire_view
 
     state = sched.state if isinstance(sched.state, Mapping) else {}
@@ -227,6 +227,7 @@ def trigger_view(sched: Schedule) -> dict[str, Any]:
         "name": sched.name,
         "watch": sched.watch,
         "target": sched.target,
+        "target_path": root_path(sched.target),
         "paused": sched.paused,
         "threshold": _num(config.get("threshold")),
         "window": config.get("window") if isinstance(config.get("window"), str | int) else None,
@@ -412,5 +413,5 @@ class MonitoringService:
         for t in triggers:
             fires.extend(fire_view(f) for f in store.schedules.history(t.name, limit=MAX_FIRES))
         fires.sort(key=lambda f: (-float(f["created_at"] or 0.0), -int(f["id"])))
-        return [trigger_view(t) for t in triggers], fires[:MAX_FIRES]
+        return [trigger_view(t, self.stores.root_path) for t in triggers], fires[:MAX_FIRES]
 

@@ -136,7 +136,7 @@ def test_models_tab_shows_the_registry_and_promotes_and_rolls_back_through_a_dia
         ui.open_panel()
     width = ui.sidebar_width()
     assert 200 < width < 420, f"not the default sidebar width: {width}px"
-    assert ui.clipped(ui.TABS) == [] and len(ui.tabs()) == 6
+    assert ui.clipped(ui.TABS) == [] and len(ui.tabs()) == 7
     ui.tab("Models")
     assert ui.header_view() == "Models"
     row = ui.page.locator(f"{VIEW} .nbmlops-modelrow[data-model='wine']")

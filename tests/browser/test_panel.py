@@ -40,7 +40,8 @@ TRAIN = [
     "X = X * 2  # redefines X: the fit cell above is now stale",
     "joblib.dump(model, 'models/model.joblib')",
 ]
-TAB_NAMES = ["This notebook", "Runs", "Lineage", "Pipelines", "Schedules", "Models"]
+TAB_NAMES = ["This notebook", "Runs", "Lineage", "Pipelines", "Schedules", "Models",
+             "Monitoring"]
 HOSTILE = [
     "%load_ext nbmlops",
     f"label = {XSS!r}  # {XSS}",
