@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "card": ("card", "card_command"),
     "reproduce": ("reproduce", "reproduce_command"),
     "serve": ("serve", "serve_command"),
+    "monitor": ("monitor", "monitor_group"),
 }
 
 
