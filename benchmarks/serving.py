@@ -59,6 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serving_client  # noqa: E402
+import serving_profile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MLFLOW_VENV = ROOT / "benchmarks" / ".mlflow-venv"
@@ -347,9 +348,22 @@ def logged_rows(directory: Path) -> int:
     return sum(pq.read_metadata(p).num_rows for p in directory.glob("part-*.parquet"))
 
 
-def run_nbmlops(bench: Bench, args: argparse.Namespace, *, log: bool) -> Scenario:
+def batch_stats(port: int) -> dict[str, Any] | None:
+    """The service's micro-batching counters (GET /v1/models/NAME: batches), if it has them."""
+    try:
+        status, body = http_get(port, f"/v1/models/{MODEL}", timeout=5.0)
+        b = json.loads(body).get("batches") if status == 200 else None
+    except (OSError, ValueError):
+        return None
+    return b if isinstance(b, dict) else None
+
+
+def run_nbmlops(bench: Bench, args: argparse.Namespace, *, log: bool,
+                py_spy: str | None = None) -> Scenario:
     name = "nbmlops_log" if log else "nbmlops_nolog"
     label = f"nbmlops serve, logging {'on' if log else 'off (--no-log)'}"
+    if py_spy:
+        name, label = name + "_profiled", label + ", under py-spy"
     port = free_port()
     cmd = [nbmlops_script(), "serve", f"{MODEL}@champion", "--host", "127.0.0.1",
            "--port", str(port)]
@@ -367,7 +381,27 @@ def run_nbmlops(bench: Bench, args: argparse.Namespace, *, log: bool) -> Scenari
         status, first = http_post(port, path, body)
         if status != 200 or b"predictions" not in first:
             raise RuntimeError(f"{path} answered {status}: {first[:500]!r}")
+        b0 = batch_stats(port)
+        spy = None
+        if py_spy:
+            raw = bench.root / f"{name}.pyspy.txt"
+            spy = serving_profile.start(py_spy, server.proc.pid, args.warmup + args.duration, raw)
         s, result = load(name, label, port, path, body, server.proc.pid, args)
+        b1 = batch_stats(port)
+        if b0 and b1 and all(isinstance(b.get(k), (int, float)) for b in (b0, b1)
+                             for k in ("count", "requests", "busy_s")):
+            n = b1["count"] - b0["count"]
+            s.info["batches"] = n
+            s.info["mean_batch_requests"] = round((b1["requests"] - b0["requests"]) / max(1, n), 2)
+            s.info["batch_thread_busy_share"] = round(
+                (b1["busy_s"] - b0["busy_s"]) / (args.warmup + args.duration), 3)
+        if spy is not None:
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode == 0 and raw.exists():
+                s.info["profile_stages"] = serving_profile.summarize(raw)
+                s.info["profile_threads"] = serving_profile.thread_samples(raw)
+            else:
+                s.info["profile_error"] = err.decode("utf-8", "replace")[-500:]
         s.info["ready_s"] = round(ready, 3)
         s.info["response"] = first.decode("utf-8", "replace")[:300]
     finally:
@@ -554,6 +588,23 @@ def report(scenarios: list[Scenario], args: argparse.Namespace, meta: dict[str, 
     if on and "logged_rows" in on.info:
         target("rows in the prediction log / answered requests",
                on.info["logged_rows"] / max(1, on.info["answered"]), "= 1 (info)", None)
+    for s in scenarios:
+        if "mean_batch_requests" in s.info:
+            print(f"micro-batching, {s.label}: {s.info['batches']} batches, "
+                  f"{s.info['mean_batch_requests']:.1f} requests per batch, batch thread busy "
+                  f"{s.info['batch_thread_busy_share'] * 100:.0f} % of the time")
+    for s in scenarios:
+        stages = s.info.get("profile_stages")
+        if stages:
+            total = sum(stages.values()) or 1
+            cpu = s.server_cpu_us or 0.0
+            print(f"\nwhere the server's CPU goes ({s.label}; py-spy, {total} samples of active "
+                  f"threads; us/request = share x {cpu:.0f} us server CPU per request):")
+            for stage, n in stages.items():
+                print(f"  {n / total * 100:5.1f} %  {n / total * cpu:7.0f} us  {stage}")
+            print(f"  samples per thread: {s.info.get('profile_threads')}")
+        elif s.info.get("profile_error"):
+            print(f"\npy-spy failed: {s.info['profile_error']}")
     print()
     for t in targets:
         print(f"  {t['target']:<50} {fmt(t['value'], '.3f'):>9}  target {t['limit']:<8} "
@@ -603,6 +654,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mlflow-venv", type=Path, default=DEFAULT_MLFLOW_VENV)
     p.add_argument("--only", choices=("floor", "nbmlops", "mlflow"), action="append",
                    help="run only these scenarios (repeatable; the floor always runs)")
+    p.add_argument("--profile", action="store_true",
+                   help="one more nbmlops run (logging on) under py-spy: where the server's "
+                        "time goes (needs py-spy: pip install py-spy)")
+    p.add_argument("--py-spy", metavar="PATH", help="the py-spy executable (default: on PATH)")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON (- = stdout)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -638,6 +693,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenarios.append(s)
                 say(f"{s.label}: " + (s.skipped or f"p50 {s.p50_ms:.2f} ms, p99 {s.p99_ms:.2f} "
                                       f"ms, {s.rps:.0f} req/s, {s.errors} errors"))
+        if args.profile and "nbmlops" in only:
+            spy = serving_profile.find_py_spy(args.py_spy)
+            if spy is None:
+                say("--profile: py-spy not found (pip install py-spy, or --py-spy PATH)")
+            else:
+                try:
+                    s = run_nbmlops(bench, args, log=True, py_spy=spy)
+                    scenarios.append(s)
+                    say(f"{s.label}: p50 {s.p50_ms:.2f} ms, p99 {s.p99_ms:.2f} ms, "
+                        f"{s.rps:.0f} req/s")
+                except (RuntimeError, OSError) as exc:
+                    say(f"profiled run failed: {exc}")
         if "mlflow" in only and not args.skip_mlflow:
             py, why = mlflow_venv(args.mlflow_venv, say)
             if py is None:
