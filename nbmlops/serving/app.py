@@ -382,6 +382,8 @@ class Service:
                      "written": self.writer.written, "dropped": self.writer.dropped,
                      "pending": self.writer.pending} if self.writer is not None else None),
             "started_at": self.started_at, "requests": self.requests, "errors": self.errors,
+            "batches": {"count": self.batcher.batches, "requests": self.batcher.batched_jobs,
+                        "busy_s": round(self.batcher.busy_s, 3)},
         }
         return _json(body)
 

@@ -72,6 +72,8 @@ class MicroBatcher:
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"nbmlops-batch-{name}", daemon=True)
         self.batches = 0
+        self.batched_jobs = 0
+        self.busy_s = 0.0
         self.shed = 0
 
     def start(self) -> None:
@@ -132,14 +134,17 @@ class MicroBatcher:
             if jobs is None:
                 return
             self.batches += 1
+            self.batched_jobs += len(jobs)
             groups: dict[int, list[Job]] = {}
             for job in jobs:
                 groups.setdefault(id(job.loaded), []).append(job)
+            started = time.perf_counter()
             for group in groups.values():
                 try:
                     self._predict_group(group)
                 except Exception:  # noqa: BLE001 - the worker thread must survive anything
                     log.exception("batch worker %s: unexpected error", self.name)
+            self.busy_s += time.perf_counter() - started
             self._add_pending(-sum(j.rows for j in jobs))
 
     def _predict_group(self, group: list[Job]) -> None:

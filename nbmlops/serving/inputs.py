@@ -61,7 +61,7 @@ class ColumnSpec:
 def parse_json(body: bytes) -> Any:
     """The decoded body; :class:`BadRequest` 400 naming line and column for malformed JSON."""
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BadRequest(400, f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
