@@ -578,3 +578,17 @@ def test_port_in_use_is_a_one_line_error(project: Path) -> None:
         proc = nbmlops("serve", "wine@champion", "--port", str(port), cwd=project)
     assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(proc)
+
+
+def test_workers_share_the_port_and_aggregate_metrics(project: Path, wine: Any) -> None:
+    X, _ = wine
+    s = serve(project, "wine@champion", "--workers", "2", "--no-log")
+    try:
+        for _ in range(6):
+            assert s.predict(rows(X, 1)).status_code == 200
+        text = s.client.get("/metrics").text
+        assert 'nbmlops_requests_total{alias="champion",model="wine",status="200",version="1"} 6.0' \
+            in text, text
+    finally:
+        s.stop()
+    assert s.stderr().count("loaded wine@champion v1") == 2
