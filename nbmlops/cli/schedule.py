@@ -215,15 +215,16 @@ def _history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
 
 
 def _drift_cause(reason: dict[str, Any]) -> str:
-    """``drift wine@champion v3 0.41 > 0.2 (alcohol, pH)``: what a drift fire answered."""
+    """``drift wine@champion v3 0.41 > 0.2, 3 features``: what a drift fire answered (the
+    features and their PSI: ``--json``)."""
     def num(value: Any) -> str:
         return f"{value:.3g}" if isinstance(value, (int, float)) else "?"
 
-    features = sorted((reason.get("features") or {}).items(), key=lambda kv: -float(kv[1] or 0))
-    names = ", ".join(name for name, _ in features[:3]) + (", ..." if len(features) > 3 else "")
+    count = len(reason.get("features") or {})
     return (f"drift {reason.get('model', '?')}@{reason.get('alias', '?')} "
             f"v{reason.get('version', '?')} {num(reason.get('score'))} > "
-            f"{num(reason.get('threshold'))}" + (f" ({names})" if names else ""))
+            f"{num(reason.get('threshold'))}"
+            + (f", {count} feature{'s' if count != 1 else ''}" if count else ""))
 
 
 def _history_command(group: click.Group, doc: str) -> None:

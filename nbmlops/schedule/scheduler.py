@@ -685,7 +685,7 @@ class Scheduler:
         rows = int(report.get("rows") or 0)
         score = float(report.get("score") or 0.0)
         monitor_id = report.get("id")
-        judged = rows >= int(cfg.get("min_rows") or 1)
+        judged = bool(report.get("judged", True)) and rows >= int(cfg.get("min_rows") or 1)
         drifted = bool(report.get("drifted")) and judged
         state["last_check"] = {"at": self.clock(), "version": version, "rows": rows,
                                "score": score, "drifted": drifted, "judged": judged,
@@ -751,7 +751,8 @@ class Scheduler:
     def _run_drift_check(self, check: _DriftCheck) -> None:
         t0 = time.perf_counter()
         try:
-            from ..monitoring import monitor
+            from ..monitoring.monitor import monitor  # the function (the package attribute
+            # of that name is the submodule once it is imported)
 
             cfg = check.config
             report = monitor(self.store, check.watch, window=cfg.get("window"),
@@ -761,8 +762,11 @@ class Scheduler:
             if data.get("id") is None:
                 data["id"] = getattr(report, "id", None)
             check.report = data
-        except NotFoundError as exc:  # no traffic logged in the window: nothing to judge yet
-            check.nothing = str(exc)
+        except NotFoundError as exc:
+            if str(exc).startswith("no predictions logged"):  # none in the window: not yet
+                check.nothing = str(exc)
+            else:  # no training data to compare with, the model removed...: worth a line
+                check.error = exc
         except NbmlopsError as exc:
             check.error = exc
         except Exception as exc:  # noqa: BLE001 - a failed check never stops the scheduler
