@@ -24,6 +24,7 @@ from .notebook.extension import load_ipython_extension, unload_ipython_extension
 
 if TYPE_CHECKING:
     from .api import (
+        drift_report,
         log_artifact,
         log_metric,
         log_metrics,
@@ -60,6 +61,7 @@ __all__ = [
     "register",
     "load_model",
     "gate",
+    "drift_report",
     "Store",
     "open_store",
     "NbmlopsError",
@@ -75,7 +77,7 @@ __all__ = [
 
 _LAZY = {
     "log_param": "api", "log_params": "api", "log_metric": "api", "log_metrics": "api",
-    "log_artifact": "api", "set_tag": "api", "set_tags": "api",
+    "log_artifact": "api", "set_tag": "api", "set_tags": "api", "drift_report": "api",
     "runs": "query", "get_run": "query", "history": "query", "lineage": "query",
     "compare": "query", "export_notebook": "slicing", "Store": "store", "open_store": "store",
     "validate": "validation",

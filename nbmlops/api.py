@@ -11,7 +11,8 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["log_param", "log_params", "log_metric", "log_metrics", "log_artifact", "set_tag", "set_tags"]
+__all__ = ["log_param", "log_params", "log_metric", "log_metrics", "log_artifact", "set_tag", "set_tags",
+           "drift_report"]
 
 
 def _session() -> Any:
@@ -56,3 +57,23 @@ def set_tags(tags: dict[str, Any]) -> None:
 def log_artifact(path: str | os.PathLike[str], kind: str = "file") -> None:
     """Copy a file into the store's content-addressed artifact directory, linked to this cell."""
     _session().log_artifact(path, kind)
+
+
+def drift_report(target: str, window: str | None = None, *,
+                 reference: str | os.PathLike[str] | None = None,
+                 threshold: float | None = None, min_rows: int = 1, record: bool = True,
+                 store: Any = None) -> Any:
+    """Drift, prediction drift and performance of a served model's logged traffic against its
+    training data (``target``: ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME``; ``window``: ``"1h"``,
+    ``"30m"``, ``"10000"`` rows, None for everything logged). Returns a
+    :class:`~nbmlops.monitoring.monitor.MonitorReport`: a notebook shows it with per-feature
+    histograms (reference vs current); ``.text()``, ``.to_dict()``, ``.save_html(path)``.
+    Recorded in the store unless ``record=False``."""
+    from .monitoring.monitor import monitor
+
+    if store is None:
+        from .query import default_store
+
+        store = default_store()
+    return monitor(store, target, window=window, reference=reference, threshold=threshold,
+                   min_rows=min_rows, record=record, source="notebook")

@@ -67,7 +67,7 @@ def test_public_names_do_not_drift() -> None:
     assert sorted(nbmlops.__all__) == sorted([
         "__version__", "load_ipython_extension", "unload_ipython_extension",
         "log_param", "log_params", "log_metric", "log_metrics", "log_artifact", "set_tag",
-        "set_tags", "runs", "get_run", "history", "lineage", "compare", "export_notebook", "validate", "register", "load_model", "gate", "Store",
+        "set_tags", "runs", "get_run", "history", "lineage", "compare", "export_notebook", "validate", "register", "load_model", "gate", "drift_report", "Store",
         "open_store",
         "NbmlopsError", "StoreError", "StoreCorruptError", "StoreVersionError",
         "StoreUnavailableError", "NotFoundError", "AmbiguousIdError", "InvalidArgumentError",

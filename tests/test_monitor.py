@@ -459,3 +459,15 @@ def test_cli_label_joins_counts_unknown_ids_and_refuses_bad_files(
     proc = cli(url, tmp_path, "label", str(labels), "--json")
     assert json.loads(proc.stdout)["unknown_request_ids"] == 2
     assert len(sorted(label_dir.iterdir())) == len(before) + 1  # only the good call wrote
+
+
+def test_drift_report_in_a_notebook(mstore: Store, tmp_path: Path, wine: dict[str, Any]) -> None:
+    import nbmlops
+
+    t = train_and_gate(mstore, tmp_path, wine)
+    serve_rows(mstore, features_of(wine, 100), t["model"])
+    report = nbmlops.drift_report("wine@champion", "1h", store=mstore)
+    assert report.rows == 100 and report.window == "1h"
+    assert mstore.monitoring.get(report.id).source == "notebook"
+    html = report._repr_html_()
+    assert html.startswith('<div class="nbmlops-monitor">') and html.count("<svg") == 14
