@@ -617,9 +617,20 @@ def monitor(
     signature = _signature_features(version)
     base = ["request_id", "row", "ts", "version", "alias", "role", "latency_ms", "prediction"]
     inputs_wanted = [INPUT_PREFIX + f for f in signature] if signature else None
-    frame = read_predictions(directory, since=since, last_rows=last_rows, version=version.version,
-                             role="primary",
-                             columns=None if inputs_wanted is None else base + inputs_wanted)
+    wanted = None if inputs_wanted is None else base + inputs_wanted
+    everything: pd.DataFrame | None = None
+    if last_rows is None:
+        # one scan: this version's primary rows for drift, every alias/role for the breakdown
+        everything = read_predictions(directory, since=since, role=None, columns=wanted)
+        if everything.empty:
+            frame = everything
+        else:
+            mine = (everything["version"].to_numpy() == version.version) & \
+                (everything["role"].to_numpy() == "primary")
+            frame = everything[mine]
+    else:
+        frame = read_predictions(directory, last_rows=last_rows, version=version.version,
+                                 role="primary", columns=wanted)
     if frame.empty:
         raise NotFoundError(_no_traffic(shown, version, window_text, directory))
     logged = [c[len(INPUT_PREFIX):] for c in frame.columns if str(c).startswith(INPUT_PREFIX)]
@@ -659,9 +670,9 @@ def monitor(
     labeled = int(frame["label"].notna().sum()) if "label" in frame.columns else 0
     performance = _performance(frame, classifier)
     # every alias and role served over the same span, for the champion/challenger comparison
-    everything = read_predictions(directory, since=float(frame["ts"].min()), role=None,
-                                  columns=base)
-    if last_rows is not None:
+    if everything is None:
+        everything = read_predictions(directory, since=float(frame["ts"].min()), role=None,
+                                      columns=base)
         everything = everything[everything["ts"] <= float(frame["ts"].max())]
     by_alias = _by_alias(everything, classifier)
 

@@ -494,6 +494,51 @@ def _read_part(path: Path, columns: list[str] | None, filters: list[Any] | None)
         return None
 
 
+def _filter(table: pa.Table, *, since: float | None, version: int | None, alias: str | None,
+            role: str | None) -> pa.Table:
+    """The rows of ``table`` that pass the filters (one vectorized mask)."""
+    import pyarrow.compute as pc
+
+    mask = None
+    for name, op, value in (("ts", "ge", since), ("version", "eq", version),
+                            ("alias", "eq", alias), ("role", "eq", role)):
+        if value is None:
+            continue
+        if name not in table.column_names:
+            return table.slice(0, 0)
+        col = table.column(name)
+        if name == "version":
+            value = int(value)
+        term = pc.greater_equal(col, float(value)) if op == "ge" else pc.equal(col, value)
+        mask = term if mask is None else pc.and_(mask, term)
+    if mask is None:
+        return table
+    return table.filter(pc.fill_null(mask, False))
+
+
+def _scan(parts: list[Path], want: list[str] | None) -> pa.Table | None:
+    """All files in one multi-threaded Arrow dataset scan (much faster than file by file), with
+    the union of the first and the last file's columns (a service writes one schema; a column
+    missing from a file reads as null), or None when the files' types disagree or a file cannot
+    be read: the caller then reads file by file."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    try:
+        schemas = [pq.read_schema(parts[0])]
+        if len(parts) > 1:
+            schemas.append(pq.read_schema(parts[-1]))
+        schema = pa.unify_schemas(schemas) if len(schemas) > 1 else schemas[0]
+        names = set(schema.names)
+        cols = [c for c in want if c in names] if want is not None else None
+        dataset = ds.dataset([str(p) for p in parts], schema=schema, format="parquet")
+        return dataset.to_table(columns=cols)
+    except Exception as exc:  # noqa: BLE001 - the file-by-file path says which file and why
+        log.debug("prediction log: dataset scan refused (%s); reading file by file", exc)
+        return None
+
+
 def read_predictions(
     directory: Path,
     *,
@@ -515,41 +560,52 @@ def read_predictions(
         # A file is named by its flush time, which is after every request it holds.
         cutoff_ms = int(since * 1000)
         parts = [p for p in parts if _part_ms(p) >= cutoff_ms]
-    filters: list[Any] = []
-    if since is not None:
-        filters.append(("ts", ">=", float(since)))
-    if version is not None:
-        filters.append(("version", "=", int(version)))
-    if alias is not None:
-        filters.append(("alias", "=", alias))
-    if role is not None:
-        filters.append(("role", "=", role))
     want: list[str] | None = None
+    read: list[str] | None = None
     if columns is not None:
         want = list(dict.fromkeys(["request_id", "row", "ts", *columns]))
-    tables: list[pa.Table] = []
+        used = [n for n, v in (("version", version), ("alias", alias), ("role", role))
+                if v is not None]
+        read = list(dict.fromkeys([*want, *used]))
+
+    def keep(t: pa.Table) -> pa.Table:
+        t = _filter(t, since=since, version=version, alias=alias, role=role)
+        if want is not None:
+            t = t.select([c for c in t.column_names if c in want])
+        return t
+
+    table: pa.Table | None = None
     if last_rows is not None:
+        tables: list[pa.Table] = []
         got = 0
         for path in reversed(parts):
-            t = _read_part(path, want, filters)
+            t = _read_part(path, read, None)
             if t is None or t.num_rows == 0:
+                continue
+            t = keep(t)
+            if t.num_rows == 0:
                 continue
             tables.append(t)
             got += t.num_rows
             if got >= last_rows:
                 break
         tables.reverse()
+        if tables:
+            table = _concat(tables)
+            if table.num_rows > last_rows:
+                table = table.slice(table.num_rows - last_rows)
+    elif parts:
+        scanned = _scan(parts, read)
+        if scanned is None:  # files that disagree or a damaged one: file by file
+            tables = [t for t in (_read_part(p, read, None) for p in parts)
+                      if t is not None and t.num_rows]
+            scanned = _concat(tables) if tables else None
+        if scanned is not None:
+            table = keep(scanned)
+    if table is None or table.num_rows == 0:
+        names = want or (table.column_names if table is not None else BASE_COLUMNS)
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in names})
     else:
-        for path in parts:
-            t = _read_part(path, want, filters)
-            if t is not None and t.num_rows:
-                tables.append(t)
-    if not tables:
-        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in (want or BASE_COLUMNS)})
-    else:
-        table = _concat(tables)
-        if last_rows is not None and table.num_rows > last_rows:
-            table = table.slice(table.num_rows - last_rows)
         frame = table.to_pandas(split_blocks=True, self_destruct=True)
     labels = read_labels(directory)
     if labels is not None:
