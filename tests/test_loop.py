@@ -61,7 +61,7 @@ def test_drift_fires_retraining_and_the_service_answers_with_the_promoted_challe
                               capture_output=True, check=True)
 
     # the fire records the drift that caused it, and there is exactly one fire for the episode
-    fires = json.loads(cli("trigger", "history", "retrain-on-drift", "--json").stdout)
+    fires = json.loads(cli("trigger", "history", "retrain-on-drift", "--json").stdout)["fires"]
     assert len(fires) == 1, fires
     reason = fires[0]["reason"]
     assert reason["kind"] == "drift" and reason["model"] == "wine"
@@ -70,8 +70,9 @@ def test_drift_fires_retraining_and_the_service_answers_with_the_promoted_challe
     assert set(reason["features"]) & {"flavanoids", "od280/od315_of_diluted_wines", "proline"}
     # the promotion is in the audit log as a gate decision of the retraining run
     events = json.loads(cli("models", "history", "wine", "--json").stdout)
-    gate = next(e for e in events if e["kind"] == "gate")
-    assert gate["to_version"] == summary["champion_after"], gate
+    gates = [e for e in events if e["kind"] == "gate"]
+    assert [g["to_version"] for g in gates] == [summary["champion_before"],
+                                                summary["champion_after"]], gates
     # the drift report is a self-contained HTML file
     report = (project / "loop" / "reports" / "drift.html").read_text()
     assert "<svg" in report and "flavanoids" in report

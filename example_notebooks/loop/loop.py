@@ -41,15 +41,13 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def nbmlops(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+def nbmlops(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
     """Run the nbmlops command line (the one installed beside this Python)."""
     exe = Path(sys.executable).with_name("nbmlops")
     cmd = [str(exe) if exe.exists() else "nbmlops", *args]
-    print("$ nbmlops " + " ".join(args), flush=True)
-    proc = subprocess.run(cmd, text=True, capture_output=capture)
-    if capture:
-        sys.stdout.write(proc.stdout)
-        sys.stderr.write(proc.stderr)
+    if not quiet:
+        print("$ nbmlops " + " ".join(args), flush=True)
+    proc = subprocess.run(cmd, text=True, capture_output=quiet)
     if check and proc.returncode != 0:
         raise SystemExit(f"nbmlops {args[0]} exited {proc.returncode}")
     return proc
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["monitor_normal_exit"] = proc.returncode
 
         say("4. a drift trigger: retrain when the champion's traffic drifts (PSI > 0.2)")
-        nbmlops("trigger", "rm", TRIGGER, check=False, capture=True)  # from an earlier demo
+        nbmlops("trigger", "rm", TRIGGER, check=False, quiet=True)  # from an earlier demo
         nbmlops("trigger", "add", "loop/retrain.yaml", "--on-drift", f"{MODEL}@champion",
                 "--threshold", "0.2", "--window", "300", "--min-rows", "100",
                 "--name", TRIGGER)
@@ -191,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     nbmlops("trigger", "pause", TRIGGER, check=False)
 
     say("where to look")
-    print(f"  nbmlops models history {MODEL}      # the promotion and the gate's figures")
-    print(f"  nbmlops trigger history {TRIGGER}   # the fire and the drift that caused it")
-    print(f"  nbmlops monitor {MODEL}@champion    # drift of the new champion's traffic")
-    print(f"  {report}")
-    print("  .nbmlops/predictions/wine/          # the prediction log (parquet)")
+    print(f"  nbmlops models history {MODEL}               # the promotion and the gate's figures")
+    print(f"  nbmlops trigger history {TRIGGER}  # the fire and the drift that caused it")
+    print(f"  nbmlops monitor {MODEL}@champion             # drift of the new champion's traffic")
+    print(f"  {report.relative_to(Path.cwd()) if report.is_relative_to(Path.cwd()) else report}"
+          "  # the drift report that fired it")
+    print("  .nbmlops/predictions/wine/                 # the prediction log (parquet)")
     if args.json:
         print(json.dumps(summary))
     ok = summary.get("served_after") == summary.get("champion_after")

@@ -363,8 +363,15 @@ def _register_path(store: Store, path: Path, name: str, *, alias: str | None,
             signature = _signature_from_lineage(store, rid, variable, fit_seq, short)
         elif cell_seq is not None:
             info["cell_seq"] = cell_seq
-    if signature.get("inputs") is None and signature_hint is not None:
+    if signature_hint is not None and (signature.get("inputs") is None
+                                       or signature_hint.get("inputs") is not None):
+        # a signature inferred from the model called on real data (the gate's held-out rows)
+        # is exact; lineage's is the schema of the file read upstream of the fit, which may
+        # still hold the target column. Lineage keeps saying what the model was fitted on.
+        fitted_on = signature.get("fitted_on")
         signature = dict(signature_hint)
+        if fitted_on and "fitted_on" not in signature:
+            signature["fitted_on"] = fitted_on
     digest, stored = store.artifacts.put(path)
     return _add(store, name, stored, digest, fmt, alias=alias, reason=reason, run_id=rid,
                 source_uri=str(path.resolve()), model_class=class_name, signature=signature,
