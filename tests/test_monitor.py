@@ -471,3 +471,14 @@ def test_drift_report_in_a_notebook(mstore: Store, tmp_path: Path, wine: dict[st
     assert mstore.monitoring.get(report.id).source == "notebook"
     html = report._repr_html_()
     assert html.startswith('<div class="nbmlops-monitor">') and html.count("<svg") == 14
+
+
+def test_the_package_exposes_the_function_not_the_submodule() -> None:
+    import importlib
+    import sys
+
+    import nbmlops.monitoring
+
+    importlib.import_module("nbmlops.monitoring.monitor")
+    assert callable(nbmlops.monitoring.monitor)
+    assert nbmlops.monitoring.monitor is sys.modules["nbmlops.monitoring.monitor"].monitor

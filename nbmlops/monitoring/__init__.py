@@ -1,29 +1,14 @@
-"""Monitoring of served models: the prediction log (``predlog``) and drift/performance checks
-against the training data (``monitor``). Core: no UI imports; pandas/pyarrow imported lazily."""
+"""Monitoring of served models: the prediction log (``predlog``), drift/performance checks
+against the training data (``monitor``) and their reports (``report``). Core: no UI imports;
+pandas/pyarrow/scikit-learn are imported when a function needs them, not here.
+
+``nbmlops.monitoring.monitor`` is the function (imported here, so the submodule of the same
+name never shadows it); the module is ``nbmlops.monitoring.monitor`` in ``sys.modules``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from .monitor import MonitorReport, monitor, parse_window
+from .predlog import PredictionLogWriter, read_labels, read_predictions, write_labels
 
-if TYPE_CHECKING:
-    from nbmlops.monitoring.monitor import MonitorReport, monitor
-    from nbmlops.monitoring.predlog import PredictionLogWriter, read_predictions, write_labels
-
-__all__ = ["MonitorReport", "PredictionLogWriter", "monitor", "read_predictions", "write_labels"]
-
-_WHERE = {
-    "MonitorReport": "nbmlops.monitoring.monitor",
-    "monitor": "nbmlops.monitoring.monitor",
-    "PredictionLogWriter": "nbmlops.monitoring.predlog",
-    "read_predictions": "nbmlops.monitoring.predlog",
-    "write_labels": "nbmlops.monitoring.predlog",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nbmlops.monitoring' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = ["MonitorReport", "PredictionLogWriter", "monitor", "parse_window", "read_labels",
+           "read_predictions", "write_labels"]
