@@ -73,6 +73,11 @@ def test_drift_fires_retraining_and_the_service_answers_with_the_promoted_challe
     gates = [e for e in events if e["kind"] == "gate"]
     assert [g["to_version"] for g in gates] == [summary["champion_before"],
                                                 summary["champion_after"]], gates
+    # the retrained version's signature is the model's real input (its fit read a file that
+    # also holds the target: lineage's schema of that file is not the signature)
+    shown = json.loads(cli("models", "show", "wine@champion", "--json").stdout)
+    columns = [c["name"] for c in shown["signature"]["inputs"]["columns"]]
+    assert "target" not in columns and "proline" in columns and len(columns) == 13
     # the drift report is a self-contained HTML file
     report = (project / "loop" / "reports" / "drift.html").read_text()
     assert "<svg" in report and "flavanoids" in report

@@ -53,7 +53,7 @@ def replay(url: str, n: int, *, seed: int, shift: bool, prefix: str,
     versions: dict[int, int] = {}
     correct = 0
     rows_out = []
-    for i, (record, label) in enumerate(zip(records, truth)):
+    for i, (record, label) in enumerate(zip(records, truth, strict=True)):
         request_id = f"{prefix}-{i:05d}"
         conn.request("POST", f"/v1/models/{MODEL}/predict", body=json.dumps([record]),
                      headers={"Content-Type": "application/json", "X-Request-ID": request_id})
