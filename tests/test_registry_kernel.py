@@ -114,3 +114,37 @@ def test_magic_register_bad_input_registers_nothing(shell: InteractiveShell, tmp
         [v] = list_versions(s, "m")
         assert (m.name, m.aliases, v.run_id) == ("m", {"champion": 1}, session.run_id)
         assert get_version(s, "m", 1).cell_seq == 1  # the cell that fitted it
+
+
+@pytest.mark.kernel
+def test_drift_report_in_a_kernel_shows_histograms_and_is_recorded(run_notebook, store: Store,
+                                                                   tmp_path: Path) -> None:
+    """A model registered in a kernel, traffic in its prediction log (written by the service's
+    writer), then ``nbmlops.drift_report`` in the next notebook: rich HTML output with one
+    histogram per feature, the shifted feature named, the check recorded as source notebook."""
+    result, _ = run_notebook(CELLS[:5], name="train")
+    assert result.status == "finished", result.error
+    log_dir = store.location.predictions_dir / "iris"
+    cells = [
+        "import time\nimport pandas as pd\nfrom nbmlops.monitoring import PredictionLogWriter\n"
+        "import nbmlops",
+        f"df = pd.read_csv({str(tmp_path / 'work' / 'iris.csv')!r}).drop(columns=['target'])\n"
+        "df['petal length (cm)'] = df['petal length (cm)'] * 2.5  # a shifted feature\n"
+        f"w = PredictionLogWriter(__import__('pathlib').Path({str(log_dir)!r}))\nw.start()\n"
+        "for i, row in df.iterrows():\n"
+        "    w.append(request_id=f'r{i}', ts=time.time(), model='iris', version=1,\n"
+        "             alias='champion', role='primary', latency_ms=1.0,\n"
+        "             inputs={k: [v] for k, v in row.items()}, predictions=[0], proba=None)\n"
+        "w.close()",
+        "report = nbmlops.drift_report('iris@champion')\nreport",
+        "print(report.drifted, report.rows, [f['name'] for f in report.features if f['drifted']])",
+    ]
+    result, nb = run_notebook(cells, name="monitor")
+    assert result.status == "finished", result.error
+    [shown] = [o for o in nb.cells[2].outputs if o.get("output_type") == "execute_result"]
+    html = shown["data"]["text/html"]
+    assert html.count("<svg") >= 4 and "petal length (cm)" in html
+    printed = "".join(o.get("text", "") for o in nb.cells[3].outputs)
+    assert printed.startswith("True 150 ['petal length (cm)']"), printed
+    [check] = store.monitoring.list(model="iris")
+    assert (check.source, check.version, check.rows, check.drifted) == ("notebook", 1, 150, True)
