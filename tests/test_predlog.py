@@ -61,6 +61,33 @@ def test_writer_round_trip_columns_and_types(tmp_path: Path) -> None:
     assert len(primary) == 3 and "label" not in primary.columns
 
 
+def test_append_rows_of_a_micro_batch_reads_like_one_append_per_request(tmp_path: Path) -> None:
+    """The service appends each predicted batch once: several requests, per-row ids, rows,
+    aliases and latencies; a request without probabilities logs null proba rows."""
+    w = PredictionLogWriter(tmp_path, flush_rows=1000, flush_seconds=0.05)
+    w.start()
+    assert _append(w, "a", 1)
+    assert w.append_rows(
+        request_ids=["b", "c", "c"], rows=[0, 0, 1], ts=[1.0, 2.0, 2.0], model="wine",
+        version=3, aliases=["champion", "challenger", "challenger"],
+        roles=["primary"] * 3, latency_ms=[1.5, 2.5, 2.5],
+        inputs={"alcohol": [13.0, 12.5, 14.1]}, predictions=[0, 1, 2],
+        proba=[[1.0, 0.0, 0.0], None, None])
+    # bad shapes are refused, counted, never raised
+    assert not w.append_rows(request_ids=["d"], rows=[0, 1], ts=[1.0], model="wine", version=3,
+                             aliases=["x"], roles=["primary"], latency_ms=[1.0],
+                             inputs={"alcohol": [1.0]}, predictions=[0], proba=None)
+    w.close()
+    assert (w.written, w.errors) == (4, 1)
+    df = read_predictions(tmp_path, role=None)
+    got = df[df["request_id"] != "a"]
+    assert list(got["request_id"]) == ["b", "c", "c"] and list(got["row"]) == [0, 0, 1]
+    assert list(got["alias"]) == ["champion", "challenger", "challenger"]
+    assert list(got["latency_ms"]) == [1.5, 2.5, 2.5] and set(got["version"]) == {3}
+    assert list(got["in.alcohol"]) == [13.0, 12.5, 14.1]
+    assert list(got["proba"].iloc[0]) == [1.0, 0.0, 0.0] and got["proba"].iloc[1] is None
+
+
 def test_regressor_predictions_are_float64(tmp_path: Path) -> None:
     w = PredictionLogWriter(tmp_path)
     _append(w, "r", 2, preds=np.array([1.5, 2.5]))

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 @click.option("--log-sample", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of requests written to the prediction log.")
 @click.option("--no-log", is_flag=True, help="Write no prediction log.")
+@click.option("--no-fast-path", is_flag=True,
+              help="Predict scikit-learn forests with their own predict() (the default fast "
+                   "path sums the trees directly, checked against it at load).")
 @click.option("--split", "split", metavar="ALIAS=W,ALIAS=W", default=None,
               help="Route requests between aliases by weight, e.g. champion=90,challenger=10.")
 @click.option("--shadow", metavar="ALIAS", default=None,
@@ -45,8 +48,8 @@ log = logging.getLogger(__name__)
               help="Most rows per request (more: 422).")
 @click.pass_context
 def serve_command(ctx: click.Context, target: str, host: str, port: int, workers: int,
-                  log_sample: float, no_log: bool, split: str | None, shadow: str | None,
-                  poll: float, max_body: int, max_rows: int) -> None:
+                  log_sample: float, no_log: bool, no_fast_path: bool, split: str | None,
+                  shadow: str | None, poll: float, max_body: int, max_rows: int) -> None:
     """Serve a registered model: POST /v1/models/NAME/predict, GET /health, GET /v1/models/NAME,
     GET /metrics. Follows its aliases: a promote or rollback is served within --poll seconds."""
     from ..registry.service import check_alias
@@ -67,6 +70,8 @@ def serve_command(ctx: click.Context, target: str, host: str, port: int, workers
                                        "an alias that is not in the split")
         arms.append(Arm(alias=shadow, version=None, role="shadow", weight=0))
 
+    if no_fast_path:  # read by load_version, here and in --workers processes
+        os.environ["NBMLOPS_SERVE_FAST_PATH"] = "0"
     store = store_from(ctx)
     loaded = _load_arms(store, name, arms)
     loc = store.location

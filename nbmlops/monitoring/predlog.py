@@ -123,6 +123,7 @@ class _Chunk:
     """One append: a request's columns, kept by reference until the writer thread converts it."""
 
     __slots__ = (
+        "rows",
         "request_id",
         "ts",
         "model",
@@ -138,13 +139,13 @@ class _Chunk:
 
     def __init__(
         self,
-        request_id: str,
-        ts: float,
+        request_id: Any,  # str, or list[str] per row (append_rows); likewise ts/alias/role/latency
+        ts: Any,
         model: str,
         version: int,
-        alias: str,
-        role: str,
-        latency_ms: float,
+        alias: Any,
+        role: Any,
+        latency_ms: Any,
         inputs: Mapping[str, Sequence[Any]],
         predictions: Sequence[Any],
         proba: Sequence[Sequence[float]] | None,
@@ -161,6 +162,9 @@ class _Chunk:
         self.predictions = predictions
         self.proba = proba
         self.n = n
+        #: row index of each row when the chunk holds several requests (``append_rows``): then
+        #: request_id, ts, alias, role and latency_ms are per-row lists too
+        self.rows: list[int] | None = None
 
 
 def _as_list(values: Any) -> list[Any]:
@@ -208,14 +212,22 @@ def build_table(chunks: Sequence[_Chunk]) -> pa.Table:
     features: dict[str, list[Any]] = {name: [] for name in feature_names}
     for c in chunks:
         n = c.n
-        request_id.extend([c.request_id] * n)
-        row.extend(range(n))
-        ts.extend([c.ts] * n)
+        if c.rows is not None:  # several requests in one chunk: per-row fields
+            request_id.extend(c.request_id)
+            row.extend(c.rows)
+            ts.extend(c.ts)
+            alias.extend(c.alias)
+            role.extend(c.role)
+            latency.extend(c.latency_ms)
+        else:
+            request_id.extend([c.request_id] * n)
+            row.extend(range(n))
+            ts.extend([c.ts] * n)
+            alias.extend([c.alias] * n)
+            role.extend([c.role] * n)
+            latency.extend([c.latency_ms] * n)
         model.extend([c.model] * n)
         version.extend([c.version] * n)
-        alias.extend([c.alias] * n)
-        role.extend([c.role] * n)
-        latency.extend([c.latency_ms] * n)
         preds = _as_list(c.predictions)
         if len(preds) != n:
             raise ValueError(f"{len(preds)} predictions for {n} input rows")
@@ -226,7 +238,7 @@ def build_table(chunks: Sequence[_Chunk]) -> pa.Table:
             rows = _as_list(c.proba)
             if len(rows) != n:
                 raise ValueError(f"{len(rows)} probability rows for {n} input rows")
-            proba.extend([[float(p) for p in r] for r in rows])
+            proba.extend([None if r is None else [float(p) for p in r] for r in rows])
         present = {str(k): v for k, v in c.inputs.items()}
         for name, values in features.items():
             if name in present:
@@ -260,6 +272,11 @@ def build_table(chunks: Sequence[_Chunk]) -> pa.Table:
     return table
 
 
+#: how often the writer thread converts queued rows to Arrow (a file is still written every
+#: ``flush_seconds`` or ``flush_rows``)
+STAGE_SECONDS = 0.1
+
+
 class PredictionLogWriter:
     """Appends predictions to the log from a background thread; a request never waits on disk.
 
@@ -289,6 +306,7 @@ class PredictionLogWriter:
         self.last_error: str | None = None
         self.files = 0
         self._chunks: list[_Chunk] = []
+        self._staged: list[pa.Table] = []  # converted, not yet written (the writer thread's)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -321,6 +339,48 @@ class PredictionLogWriter:
                     _Chunk(request_id, ts, model, version, alias, role, latency_ms, inputs,
                            predictions, proba, n)
                 )
+                self.pending += n
+                if self._first_pending_at is None:
+                    self._first_pending_at = time.monotonic()
+                full = self.pending >= self.flush_rows
+            if full:
+                self._wake.set()
+            return True
+        except Exception as exc:  # never raise into a request
+            self.errors += 1
+            self.last_error = f"append: {exc}"
+            return False
+
+    def append_rows(
+        self,
+        *,
+        request_ids: Sequence[str],
+        rows: Sequence[int],
+        ts: Sequence[float],
+        model: str,
+        version: int,
+        aliases: Sequence[str],
+        roles: Sequence[str],
+        latency_ms: Sequence[float],
+        inputs: Mapping[str, Column],
+        predictions: Column,
+        proba: Column | None,
+    ) -> bool:
+        """Several requests of one version at once (a micro-batch): one entry per row in every
+        sequence. Cheaper for the writer than one :meth:`append` per request; same guarantees."""
+        try:
+            n = len(predictions)
+            fields = (request_ids, rows, ts, aliases, roles, latency_ms)
+            if any(len(f) != n for f in fields):
+                raise ValueError(f"per-row fields of append_rows must have {n} entries")
+            chunk = _Chunk(list(request_ids), list(ts), model, version, list(aliases),
+                           list(roles), list(latency_ms), inputs, predictions, proba, n)
+            chunk.rows = list(rows)
+            with self._lock:
+                if self._stop or self.pending + n > self.max_pending_rows:
+                    self.dropped += n
+                    return False
+                self._chunks.append(chunk)
                 self.pending += n
                 if self._first_pending_at is None:
                     self._first_pending_at = time.monotonic()
@@ -377,13 +437,12 @@ class PredictionLogWriter:
             if stop:
                 self.flush()
                 return
-            timeout = (
-                self.flush_seconds
-                if first is None
-                else max(0.0, self.flush_seconds - (time.monotonic() - first))
-            )
+            timeout = STAGE_SECONDS
+            if first is not None:
+                timeout = min(timeout, max(0.0, self.flush_seconds - (time.monotonic() - first)))
             self._wake.wait(timeout)
             self._wake.clear()
+            self._stage()
             with self._lock:
                 due = self._first_pending_at is not None and (
                     self.pending >= self.flush_rows
@@ -393,34 +452,47 @@ class PredictionLogWriter:
             if due and not stop:
                 self.flush()
 
-    def flush(self) -> int:
-        """Write everything queued now (the writer thread calls this; so may a caller with no
-        thread). Returns the number of rows written."""
+    def _stage(self) -> None:
+        """Convert what is queued into a small Arrow table now. The Python-object work of a
+        file is done in slices of about ``STAGE_SECONDS`` of traffic, so the writer never holds
+        the GIL for long at once (one 30 ms conversion every 2 s showed in the service's p99)."""
         with self._lock:
             chunks, self._chunks = self._chunks, []
-            self._first_pending_at = None
         if not chunks:
-            return 0
-        batch_rows = sum(c.n for c in chunks)
+            return
+        rows = sum(c.n for c in chunks)
         try:
             table = build_table(chunks)
         except Exception as exc:
             log.warning("prediction log: dropped %d rows that could not be converted: %s",
-                        batch_rows, exc)
+                        rows, exc)
             with self._lock:
-                self.pending -= batch_rows
-                self.dropped += batch_rows
+                self.pending -= rows
+                self.dropped += rows
                 self.errors += 1
                 self.last_error = f"convert: {exc}"
+            return
+        with self._lock:
+            self._staged.append(table)
+
+    def flush(self) -> int:
+        """Write everything queued now (the writer thread calls this; so may a caller with no
+        thread). Returns the number of rows written."""
+        self._stage()
+        with self._lock:
+            tables, self._staged = self._staged, []
+            self._first_pending_at = time.monotonic() if self._chunks else None
+        if not tables:
             return 0
+        batch_rows = sum(t.num_rows for t in tables)
         try:
-            _write_atomic(table, self.directory)
+            _write_atomic(_concat(tables), self.directory)
         except Exception as exc:
             log.warning("prediction log: write failed (kept for retry): %s", exc)
             with self._lock:
                 self.errors += 1
                 self.last_error = f"write: {exc}"
-                self._chunks = chunks + self._chunks
+                self._staged = tables + self._staged
                 if self._first_pending_at is None:
                     self._first_pending_at = time.monotonic()
             return 0

@@ -91,9 +91,10 @@ class Service:
 
             self.writer = PredictionLogWriter(self.directory)
         self.batcher = MicroBatcher("primary", max_rows=options.max_batch_rows,
-                                    on_done=self._after)
+                                    on_done=self._after, on_batch=self._log_batch)
         self.shadow_batcher = (MicroBatcher("shadow", max_rows=options.max_batch_rows,
-                                            max_pending=50_000, on_done=self._after)
+                                            max_pending=50_000, on_done=self._after,
+                                            on_batch=self._log_batch)
                                if self.shadow is not None else None)
         self.follower = Follower(self.name, self.arms, self._open_store)
         self.follower.on_swap = self._swapped
@@ -167,13 +168,38 @@ class Service:
         if answer is None:
             return
         self.metrics.rows.labels(self.name, job.alias, str(job.loaded.number), job.role).inc(job.rows)
-        if self.writer is not None and job.log:
+
+    def _log_batch(self, jobs: list[Job], answers: list[Answer]) -> None:
+        """One prediction-log entry per predicted batch (after every request was answered)."""
+        if self.writer is None:
+            return
+        logged = [(j, a) for j, a in zip(jobs, answers, strict=True) if j.log]
+        if not logged:
+            return
+        if len(logged) == 1:
+            job, answer = logged[0]
             ok = self.writer.append(
                 request_id=job.request_id, ts=job.ts, model=self.name, version=job.loaded.number,
                 alias=job.alias, role=job.role, latency_ms=job.latency_ms, inputs=job.cols,
                 predictions=answer.predictions, proba=answer.proba)
-            if not ok:
-                self.metrics.log_dropped.labels(self.name).inc(job.rows)
+        else:
+            def each(value: Any) -> list[Any]:
+                return [value(j) for j, _ in logged for _r in range(j.rows)]
+
+            with_proba = any(a.proba is not None for _, a in logged)
+            names = list(logged[0][0].cols)
+            ok = self.writer.append_rows(
+                request_ids=each(lambda j: j.request_id),
+                rows=[r for j, _ in logged for r in range(j.rows)],
+                ts=each(lambda j: j.ts), model=self.name, version=logged[0][0].loaded.number,
+                aliases=each(lambda j: j.alias), roles=each(lambda j: j.role),
+                latency_ms=each(lambda j: j.latency_ms),
+                inputs={n: [v for j, _ in logged for v in j.cols.get(n, [None] * j.rows)]
+                        for n in names},
+                predictions=[p for _, a in logged for p in a.predictions],
+                proba=(_proba_rows(logged) if with_proba else None))
+        if not ok:
+            self.metrics.log_dropped.labels(self.name).inc(sum(j.rows for j, _ in logged))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -427,3 +453,11 @@ def app_from_env() -> Starlette:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nbmlops.serving").setLevel(logging.INFO)
     return create_app(ServeOptions.from_json(os.environ[OPTIONS_ENV]))
+
+
+def _proba_rows(logged: list[tuple[Job, Answer]]) -> list[list[float] | None]:
+    """Probability rows of a logged batch; None for the rows of requests that asked none."""
+    out: list[list[float] | None] = []
+    for job, answer in logged:
+        out.extend(answer.proba if answer.proba is not None else [None] * job.rows)
+    return out

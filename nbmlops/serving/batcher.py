@@ -55,6 +55,7 @@ class Job:
 
 
 OnDone = Callable[[Job, Answer | None], None]
+OnBatch = Callable[[list[Job], list[Answer]], None]
 
 
 class MicroBatcher:
@@ -62,11 +63,13 @@ class MicroBatcher:
     ``max_pending`` rows waiting before new jobs are refused: shadow scoring sheds load)."""
 
     def __init__(self, name: str, *, max_rows: int = 20_000, max_pending: int | None = None,
-                 on_done: OnDone | None = None) -> None:
+                 on_done: OnDone | None = None, on_batch: OnBatch | None = None) -> None:
         self.name = name
         self.max_rows = max_rows
         self.max_pending = max_pending
         self.on_done = on_done
+        #: called once per predicted group after every request of it was answered (the log)
+        self.on_batch = on_batch
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -163,6 +166,11 @@ class MicroBatcher:
             return
         for job, answer in zip(group, results, strict=True):
             self._finish(job, answer, None)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(group, results)
+            except Exception:  # noqa: BLE001 - logging must never fail a request
+                log.exception("after-batch hook failed")
 
     def _finish(self, job: Job, answer: Answer | None, exc: BaseException | None) -> None:
         job.latency_ms = (time.perf_counter() - job.t0) * 1000.0
@@ -195,8 +203,11 @@ def _predict(loaded: Loaded, group: list[Job]) -> list[Answer]:
     frame = loaded.frame(cols)
     model = loaded.model
     want_proba = any(j.proba for j in group)
-    preds = model.predict(frame)
-    probs = model.predict_proba(frame) if want_proba else None
+    if loaded.fast is not None:
+        preds, probs = loaded.fast.predict_both(frame, proba=want_proba)
+    else:
+        preds = model.predict(frame)
+        probs = model.predict_proba(frame) if want_proba else None
     pred_list = preds.tolist() if hasattr(preds, "tolist") else list(preds)
     prob_list = probs.tolist() if probs is not None and hasattr(probs, "tolist") else probs
     out: list[Answer] = []

@@ -11,6 +11,7 @@ the old version serving and is logged once per cause.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -41,6 +42,8 @@ class Loaded:
     kind: str
     has_proba: bool
     loaded_at: float
+    #: a checked faster predictor (``fastpath.py``: scikit-learn forests), else None
+    fast: Any = None
 
     @property
     def number(self) -> int:
@@ -89,8 +92,30 @@ def load_version(store: Store, version: ModelVersion) -> Loaded:
     kind = output.get("kind") or ("classification" if class_list is not None else "regression")
     if class_list is not None and kind == "unknown":
         kind = "classification"
-    return Loaded(version=version, model=model, specs=_specs(version, model), classes=class_list,
-                  kind=kind, has_proba=hasattr(model, "predict_proba"), loaded_at=time.time())
+    specs = _specs(version, model)
+    fast = None
+    if os.environ.get("NBMLOPS_SERVE_FAST_PATH", "1") != "0":
+        from .fastpath import fast_predictor
+
+        fast = fast_predictor(model, [s.name for s in specs] or None)
+        if fast is not None:
+            log.info("%s: forest fast path on (checked against the model's own predict)",
+                     version.uri)
+    _settle_heap()
+    return Loaded(version=version, model=model, specs=specs, classes=class_list, kind=kind,
+                  has_proba=hasattr(model, "predict_proba"), loaded_at=time.time(), fast=fast)
+
+
+def _settle_heap() -> None:
+    """Move what is alive now (the models) out of the cyclic collector's reach: a full
+    collection walking a forest's many objects stalls every request in flight for 150-200 ms
+    (measured under load, benchmarks/README.md). Objects freed by reference counting are
+    still freed; an old version dropped at a swap goes that way."""
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def resolve_arm(store: Store, name: str, arm: Arm) -> ModelVersion:
