@@ -46,6 +46,17 @@ def test_classifiers_give_the_same_labels_and_probabilities(wine, make) -> None:
     assert np.array_equal(labels, model.predict(X))
     assert proba is not None and np.allclose(proba, model.predict_proba(X), rtol=0, atol=1e-12)
     assert np.array_equal(fast.predict(X.iloc[:1]), model.predict(X.iloc[:1]))
+    # the service's path: request columns straight to a float32 matrix (no DataFrame)
+    cols = {name: X[name].tolist() for name in reversed(X.columns)}
+    matrix = fast.matrix(cols, list(X.columns))
+    if fast.transform is not None:
+        assert matrix is None  # a Pipeline's steps need the DataFrame
+    else:
+        assert matrix is not None
+        m_labels, m_proba = fast.predict_matrix(matrix, proba=True)
+        assert np.array_equal(m_labels, model.predict(X))
+        assert np.allclose(m_proba, model.predict_proba(X), rtol=0, atol=1e-12)
+        assert fast.matrix({"alcohol": ["x"]}, ["alcohol"]) is None
 
 
 @pytest.mark.parametrize("cls", [RandomForestRegressor, ExtraTreesRegressor])

@@ -164,24 +164,47 @@ class MicroBatcher:
             for job in group:
                 self._predict_group([job])
             return
+        settle: list[tuple[asyncio.Future[Answer], Answer | None, BaseException | None]] = []
         for job, answer in zip(group, results, strict=True):
-            self._finish(job, answer, None)
+            self._finish(job, answer, None, settle)
+        _settle_many(group[0].loop, settle)
         if self.on_batch is not None:
             try:
                 self.on_batch(group, results)
             except Exception:  # noqa: BLE001 - logging must never fail a request
                 log.exception("after-batch hook failed")
 
-    def _finish(self, job: Job, answer: Answer | None, exc: BaseException | None) -> None:
+    @staticmethod
+    def _loop_of(settle: list[Any], loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        """The loop a batch's answers go to: the first answered job's (one worker process runs
+        one event loop; a job from another loop is settled on its own)."""
+        return settle[0][0].get_loop() if settle else loop
+
+    def _finish(self, job: Job, answer: Answer | None, exc: BaseException | None,
+                settle: list[Any] | None = None) -> None:
         job.latency_ms = (time.perf_counter() - job.t0) * 1000.0
         fut, loop = job.future, job.loop
         if fut is not None and loop is not None:
-            loop.call_soon_threadsafe(_settle, fut, answer, exc)
+            if settle is not None and loop is self._loop_of(settle, loop):
+                settle.append((fut, answer, exc))
+            else:
+                loop.call_soon_threadsafe(_settle, fut, answer, exc)
         if self.on_done is not None:
             try:
                 self.on_done(job, answer)
             except Exception:  # noqa: BLE001 - logging must never fail a request
                 log.exception("after-prediction hook failed")
+
+
+def _settle_many(loop: asyncio.AbstractEventLoop | None, settle: list[Any]) -> None:
+    """Hand a batch's answers to the event loop with one wake-up instead of one per request."""
+    if settle and loop is not None:
+        loop.call_soon_threadsafe(_settle_all, settle)
+
+
+def _settle_all(settle: list[Any]) -> None:
+    for fut, answer, exc in settle:
+        _settle(fut, answer, exc)
 
 
 def _settle(fut: asyncio.Future[Answer], answer: Answer | None, exc: BaseException | None) -> None:
@@ -200,12 +223,16 @@ def _predict(loaded: Loaded, group: list[Job]) -> list[Answer]:
     else:
         cols = {spec.name: [v for job in group for v in job.cols[spec.name]]
                 for spec in loaded.specs}
-    frame = loaded.frame(cols)
     model = loaded.model
     want_proba = any(j.proba for j in group)
-    if loaded.fast is not None:
-        preds, probs = loaded.fast.predict_both(frame, proba=want_proba)
+    matrix = (loaded.fast.matrix(cols, [spec.name for spec in loaded.specs])
+              if loaded.fast is not None else None)
+    if matrix is not None:
+        preds, probs = loaded.fast.predict_matrix(matrix, proba=want_proba)
+    elif loaded.fast is not None:
+        preds, probs = loaded.fast.predict_both(loaded.frame(cols), proba=want_proba)
     else:
+        frame = loaded.frame(cols)
         preds = model.predict(frame)
         probs = model.predict_proba(frame) if want_proba else None
     pred_list = preds.tolist() if hasattr(preds, "tolist") else list(preds)

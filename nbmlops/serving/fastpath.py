@@ -53,6 +53,23 @@ class FastPredictor:
             X = X[self.columns]  # the order the forest was fitted with
         return np.ascontiguousarray(np.asarray(X, dtype=np.float32))
 
+    def matrix(self, cols: Any, names: list[str]) -> np.ndarray | None:
+        """The float32 input matrix straight from checked request columns (no DataFrame), in
+        the fitted column order; None when a transform needs a DataFrame or a value is not a
+        number (then the caller builds the DataFrame as usual)."""
+        if self.transform is not None:
+            return None
+        order = self.columns or names
+        try:
+            return np.ascontiguousarray(
+                np.array([cols[name] for name in order], dtype=np.float32).T)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def predict_matrix(self, X: np.ndarray, *, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_both` of a matrix made by :meth:`matrix`."""
+        return self._finish(self._sum(X), proba)
+
     def _sum(self, X: np.ndarray) -> np.ndarray:
         total = self.trees[0].predict(X)
         for tree in self.trees[1:]:
@@ -69,8 +86,10 @@ class FastPredictor:
 
     def predict_both(self, X: Any, *, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions, and class probabilities when ``proba`` (one pass over the trees)."""
+        return self._finish(self._sum(self._matrix(X)), proba)
+
+    def _finish(self, summed: np.ndarray, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         # single output: a tree's predict is (rows, classes) of leaf fractions, or (rows, 1)
-        summed = self._sum(self._matrix(X))
         if not self.classifier:
             return summed[:, 0], None
         p = summed[:, : self.n_classes]
