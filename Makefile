@@ -156,6 +156,8 @@ bench: install-test
 	$(BIN)/python benchmarks/validation.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/lifecycle.py
+	$(BIN)/python benchmarks/monitor.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(AIRFLOW) $(KFP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUTPUTS) labextension/node_modules labextension/lib labextension/.yarn labextension/tsconfig.tsbuildinfo nbmlops/labextension test-artifacts
