@@ -8,7 +8,10 @@ deep), starts a real ``jupyter server`` with the extension on 127.0.0.1, then ti
 * ``GET /nbmlops/api/runs`` (first page of 50, newest first);
 * ``GET /nbmlops/api/runs/{id}/cells`` (a run's 100 cell executions, with stale marks);
 * ``GET /nbmlops/api/lineage?target=<model file>`` (upstream, 5 levels: model <- 5 cells <- csv);
-* ``GET /nbmlops/api/notebook-run`` (what the panel polls every second) and its idle poll.
+* ``GET /nbmlops/api/notebook-run`` (what the panel polls every second) and its idle poll;
+* ``GET /nbmlops/api/monitoring`` and ``GET /nbmlops/api/monitoring/wine?minutes=60`` (the
+  Monitoring tab's polls) over a prediction log of 200,000 rows x 13 features written in the
+  last hour (40 parquet parts, as ``nbmlops serve`` writes them at ~55 requests/s).
 
 Each figure is the median of the server-side time (the handler's ``Server-Timing`` header:
 parsing, thread pool, store query, JSON) and of the round trip, printed against a baseline
@@ -108,6 +111,27 @@ def build(root: Path, n_runs: int) -> float:
     return time.perf_counter() - started
 
 
+def prediction_log(root: Path, rows: int = 200_000, per_file: int = 5_000) -> None:
+    """An hour of a served model's traffic, written by the service's own writer."""
+    from nbmlops.monitoring.predlog import PredictionLogWriter
+
+    directory = location(root).predictions_dir / "wine"
+    writer = PredictionLogWriter(directory, flush_rows=10**9, max_pending_rows=10**9)
+    rng = random.Random(0)
+    now = time.time()
+    features = [f"f{i}" for i in range(13)]
+    for start in range(0, rows, per_file):
+        n = min(per_file, rows - start)
+        ts = [now - 3600 + (start + i) * 3600 / rows for i in range(n)]
+        writer.append_rows(
+            request_ids=[f"r{start + i}" for i in range(n)], rows=[0] * n, ts=ts, model="wine",
+            version=1, aliases=["champion"] * n, roles=["primary"] * n,
+            latency_ms=[rng.uniform(2, 12) for _ in range(n)],
+            inputs={f: [rng.gauss(0, 1) for _ in range(n)] for f in features},
+            predictions=[str(rng.randrange(3)) for _ in range(n)], proba=None)
+        writer.flush()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,6 +210,8 @@ def main() -> int:
         print(f"built in {build_s:.1f} s ({n_runs / build_s:.0f} runs/s, "
               f"{n_runs * CELLS_PER_RUN / build_s:,.0f} cells/s); "
               f"{db.stat().st_size / 2**20:.0f} MiB")
+    if not (location(root).predictions_dir / "wine").is_dir():
+        prediction_log(root)
     server = Server(root)
     try:
         last = n_runs - 1
@@ -207,6 +233,9 @@ def main() -> int:
             ("panel poll: notebook-run (idle)", measure(
                 server, args.reps, "nbmlops/api/notebook-run", path=f"nb{last % 20}.ipynb",
                 run_id=run_id, since_seq=str(CELLS_PER_RUN - 1))),
+            ("monitoring: served models", measure(server, args.reps, "nbmlops/api/monitoring")),
+            ("monitoring/wine 60 min, 200k rows", measure(
+                server, args.reps, "nbmlops/api/monitoring/wine", minutes="60")),
         ]
     finally:
         server.stop()
