@@ -79,17 +79,30 @@ class StoreLocation:
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:
     """Return the nearest ancestor of ``start`` that holds a ``.nbmlops`` directory."""
-    here = Path(start or os.getcwd()).resolve()
+    here = Path(start or _cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / STORE_DIRNAME).is_dir():
             return candidate
     return None
 
 
+def _cwd() -> str:
+    """The working directory, or a clear error when it was deleted under the process (a shell
+    left in a removed directory): otherwise ``os.getcwd`` fails with a bare FileNotFoundError."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            "the working directory no longer exists (deleted?): cd to your project, or set "
+            "NBMLOPS_STORE_URL or --store") from None
+
+
 def default_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
     """The ``.nbmlops`` directory to use: the nearest existing one, else one in ``start``."""
     project = find_project_dir(start)
-    base = project if project is not None else Path(start or os.getcwd()).resolve()
+    base = project if project is not None else Path(start or _cwd()).resolve()
     return base / STORE_DIRNAME
 
 

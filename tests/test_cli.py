@@ -692,3 +692,18 @@ def test_runs_ls_replays_the_journal_of_a_dead_kernel(runner: CliRunner, tmp_pat
     [run] = json.loads(result.output)["runs"]
     assert (run["name"], run["status"], run["cell_count"]) == ("crashed-kernel", "failed", 1)
     assert not dead.exists()
+
+
+def test_a_deleted_working_directory_is_one_clear_error(tmp_path: Path) -> None:
+    """A shell left in a removed directory: one line and exit 2, not a FileNotFoundError
+    traceback from os.getcwd(), and nothing created anywhere."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    exe = Path(sys.executable).with_name("nbmlops")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBMLOPS_")}
+    proc = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{exe}" runs ls'],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("Error: the working directory no longer exists (deleted?): "
+                                   "cd to your project, or set NBMLOPS_STORE_URL or --store")
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
