@@ -330,22 +330,8 @@ class PredictionLogWriter:
         proba: Column | None,
     ) -> bool:
         try:
-            n = len(predictions)
-            with self._lock:
-                if self._stop or self.pending + n > self.max_pending_rows:
-                    self.dropped += n
-                    return False
-                self._chunks.append(
-                    _Chunk(request_id, ts, model, version, alias, role, latency_ms, inputs,
-                           predictions, proba, n)
-                )
-                self.pending += n
-                if self._first_pending_at is None:
-                    self._first_pending_at = time.monotonic()
-                full = self.pending >= self.flush_rows
-            if full:
-                self._wake.set()
-            return True
+            return self._enqueue(_Chunk(request_id, ts, model, version, alias, role, latency_ms,
+                                        inputs, predictions, proba, len(predictions)))
         except Exception as exc:  # never raise into a request
             self.errors += 1
             self.last_error = f"append: {exc}"
@@ -376,22 +362,27 @@ class PredictionLogWriter:
             chunk = _Chunk(list(request_ids), list(ts), model, version, list(aliases),
                            list(roles), list(latency_ms), inputs, predictions, proba, n)
             chunk.rows = list(rows)
-            with self._lock:
-                if self._stop or self.pending + n > self.max_pending_rows:
-                    self.dropped += n
-                    return False
-                self._chunks.append(chunk)
-                self.pending += n
-                if self._first_pending_at is None:
-                    self._first_pending_at = time.monotonic()
-                full = self.pending >= self.flush_rows
-            if full:
-                self._wake.set()
-            return True
+            return self._enqueue(chunk)
         except Exception as exc:  # never raise into a request
             self.errors += 1
             self.last_error = f"append: {exc}"
             return False
+
+    def _enqueue(self, chunk: _Chunk) -> bool:
+        """Queue ``chunk`` unless the bound is reached (then count its rows as dropped)."""
+        n = chunk.n
+        with self._lock:
+            if self._stop or self.pending + n > self.max_pending_rows:
+                self.dropped += n
+                return False
+            self._chunks.append(chunk)
+            self.pending += n
+            if self._first_pending_at is None:
+                self._first_pending_at = time.monotonic()
+            full = self.pending >= self.flush_rows
+        if full:
+            self._wake.set()
+        return True
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -164,29 +164,26 @@ class MicroBatcher:
             for job in group:
                 self._predict_group([job])
             return
-        settle: list[tuple[asyncio.Future[Answer], Answer | None, BaseException | None]] = []
+        settle: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for job, answer in zip(group, results, strict=True):
             self._finish(job, answer, None, settle)
-        _settle_many(group[0].loop, settle)
+        for loop, answers in settle.items():  # one wake-up per event loop, not per request
+            loop.call_soon_threadsafe(_settle_all, answers)
         if self.on_batch is not None:
             try:
                 self.on_batch(group, results)
             except Exception:  # noqa: BLE001 - logging must never fail a request
                 log.exception("after-batch hook failed")
 
-    @staticmethod
-    def _loop_of(settle: list[Any], loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
-        """The loop a batch's answers go to: the first answered job's (one worker process runs
-        one event loop; a job from another loop is settled on its own)."""
-        return settle[0][0].get_loop() if settle else loop
-
     def _finish(self, job: Job, answer: Answer | None, exc: BaseException | None,
-                settle: list[Any] | None = None) -> None:
+                settle: dict[asyncio.AbstractEventLoop, list[Any]] | None = None) -> None:
+        """Record the job's latency and hand its answer to its event loop: now, or through
+        ``settle`` (per loop) when the caller hands a whole batch over at once."""
         job.latency_ms = (time.perf_counter() - job.t0) * 1000.0
         fut, loop = job.future, job.loop
         if fut is not None and loop is not None:
-            if settle is not None and loop is self._loop_of(settle, loop):
-                settle.append((fut, answer, exc))
+            if settle is not None:
+                settle.setdefault(loop, []).append((fut, answer, exc))
             else:
                 loop.call_soon_threadsafe(_settle, fut, answer, exc)
         if self.on_done is not None:
@@ -194,12 +191,6 @@ class MicroBatcher:
                 self.on_done(job, answer)
             except Exception:  # noqa: BLE001 - logging must never fail a request
                 log.exception("after-prediction hook failed")
-
-
-def _settle_many(loop: asyncio.AbstractEventLoop | None, settle: list[Any]) -> None:
-    """Hand a batch's answers to the event loop with one wake-up instead of one per request."""
-    if settle and loop is not None:
-        loop.call_soon_threadsafe(_settle_all, settle)
 
 
 def _settle_all(settle: list[Any]) -> None:
