@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "reproduce_command"),
     "serve": ("serve", "serve_command"),
     "monitor": ("monitor", "monitor_group"),
+    "import": ("interop", "import_group"),
 }
 
 
