@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import StoreLocation
@@ -141,11 +148,110 @@ def make_engine(location: StoreLocation, *, lock_wait_ms: int | None = None) -> 
 
         return engine
     try:
+        if url.startswith("postgresql"):
+            return _postgres_engine(url)
         return create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ImportError) as exc:
         raise StoreUnavailableError(
-            f"cannot use store {location.describe()}: {exc}"
+            f"cannot use store {location.describe()}: {_scrub(str(exc), location)}"
         ) from exc
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+def _postgres_engine(url: str) -> Engine:
+    """A PostgreSQL engine for a store that several processes share.
+
+    Every store process (a CLI command, a capture writer, a scheduler, the server) holds a
+    small pool: connections are checked before use (a restarted server costs one retry, not an
+    error), recycled after 30 minutes (proxies such as PgBouncer or a cloud load balancer drop
+    idle ones), reused last-in first-out (idle extras time out server-side), and a connection
+    attempt gives up after ``NBMLOPS_PG_CONNECT_TIMEOUT`` seconds (default 10) instead of the
+    operating system's minutes when the host does not answer."""
+    connect_timeout = max(1, int(_env_number("NBMLOPS_PG_CONNECT_TIMEOUT", 10)))
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if "application_name" not in url:
+        connect_args["application_name"] = "nbmlops"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=int(_env_number("NBMLOPS_PG_POOL_SIZE", 5)),
+        max_overflow=10,
+        pool_timeout=30,
+        pool_recycle=1800,
+        pool_use_lifo=True,
+        connect_args=connect_args,
+    )
+
+
+_PG_REFUSED = re.compile(
+    r'connection to server at "(?P<host>[^"]*)"(?: \([^)]*\))?, port (?P<port>\d+) failed: '
+    r"(?P<why>[^\n]*)")
+_PG_RESOLVE = re.compile(r"failed to resolve host '(?P<host>[^']*)'")
+
+
+def _scrub(text: str, location: StoreLocation) -> str:
+    """``text`` without the store URL's password, on one line."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(location.url).password
+    except Exception:  # noqa: BLE001 - an unparsable URL: nothing to look for
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    text = text.replace(location.url, location.describe())
+    return " ".join(text.split())
+
+
+def _scrub_lines(text: str, location: StoreLocation) -> str:
+    """Like :func:`_scrub`, keeping line breaks (the driver's first line is its message)."""
+    return "\n".join(_scrub(line, location) for line in text.splitlines())
+
+
+def _server_address(location: StoreLocation) -> str:
+    """``host:port`` of a server store's URL (never its user or password)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(location.url)
+    except Exception:  # noqa: BLE001
+        return "the database server"
+    default = {"postgresql": 5432, "mysql": 3306}.get(u.get_backend_name(), None)
+    port = u.port or default
+    return f"{u.host or 'localhost'}{f':{port}' if port else ''}"
+
+
+def _unreachable_message(text: str, location: StoreLocation) -> str | None:
+    """One line for a server that cannot be reached, naming host:port, or None."""
+    if location.sqlite_path is not None or location.url.startswith("sqlite"):
+        return None
+    where = _server_address(location)
+    first = text.strip().splitlines()[0] if text.strip() else text
+    m = _PG_REFUSED.search(text)
+    if m is not None:
+        why = m.group("why").strip().rstrip(".")
+        if "password authentication failed" in why or "does not exist" in why:
+            return None  # reachable: the server said no; the driver's words say why
+        return (f"cannot reach the store's PostgreSQL server at {where}: {why} (is it running "
+                f"and reachable from here? store {location.describe()})")
+    m2 = _PG_RESOLVE.search(text)
+    if m2 is not None:
+        return (f"cannot reach the store's PostgreSQL server at {where}: host name "
+                f"{m2.group('host')!r} does not resolve (store {location.describe()})")
+    lowered = first.lower()
+    if any(k in lowered for k in ("timeout expired", "connection refused", "server closed the "
+                                  "connection", "terminating connection", "could not connect",
+                                  "connection is closed", "consuming input failed",
+                                  "the database system is")):
+        return (f"cannot reach the store's PostgreSQL server at {where}: "
+                f"{first.strip().rstrip('.')} (store {location.describe()})")
+    return None
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -156,7 +262,14 @@ def is_locked_error(exc: BaseException) -> bool:
 def map_db_error(exc: BaseException, location: StoreLocation) -> Exception:
     """Turn a driver error into an nbmlops error that names the store."""
     where = location.describe()
-    text = str(getattr(exc, "orig", exc) or exc)
+    raw = str(getattr(exc, "orig", exc) or exc)
+    text = _scrub(raw, location)
+    if isinstance(exc, (OperationalError, DBAPIError)) and (
+        isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False)
+    ):
+        unreachable = _unreachable_message(_scrub_lines(raw, location), location)
+        if unreachable is not None:
+            return StoreUnavailableError(unreachable)
     if isinstance(exc, OperationalError):
         if is_locked_error(exc):
             return StoreUnavailableError(f"store {where} is locked by another process: {text}")
