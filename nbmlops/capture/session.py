@@ -28,6 +28,7 @@ from traitlets.config import Configurable
 
 from ..config import StoreLocation, resolve_location
 from ..errors import InvalidArgumentError
+from ..redact import redact_cell, secret_warning
 from ..store.entities import RUN_SOURCES, ArtifactIO, CellRecord, Estimator, MetricValue
 from .analysis import CellNames, analyze_cell
 from .instrument import Instrumentation, splice_traceback
@@ -184,6 +185,7 @@ class CaptureSession(Configurable):
         self.internal_errors: Counter[str] = Counter()
         self._warned_internal = False
         self._warned_rejection = False
+        self._warned_secret = False
         self._announced_problem: str | None = None
         self._cell: _CellState | None = None
         self._last_definer: dict[str, int] = {}
@@ -703,9 +705,17 @@ class CaptureSession(Configurable):
                 self._metric_steps[key] = step + 1
                 metrics.append(MetricValue(key, number, step, time.time()))
 
+        # secrets written in the cell never leave the kernel: the record holds the redacted
+        # source and the original's hash (cache and staleness compare hashes)
+        source, original_hash, secrets = redact_cell(cell.source)
+        if secrets and not self._warned_secret:
+            self._warned_secret = True
+            count = getattr(result, "execution_count", None)
+            self._warn(secret_warning(f"[{count}]" if count is not None else f"#{cell.seq + 1}", secrets))
         record = CellRecord(
             seq=cell.seq,
-            source=cell.source,
+            source=source,
+            source_hash=original_hash,
             start_time=cell.start,
             duration=duration,
             status=status,

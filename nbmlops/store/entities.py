@@ -154,6 +154,10 @@ class CellRecord(_Record):
     metrics: list[MetricValue] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: SHA-256 of the ORIGINAL source when ``source`` was redacted (a secret literal replaced by
+    #: a marker); the store keys the cell's source by it, so caching and staleness still see the
+    #: code that ran. None: the store hashes ``source`` itself.
+    source_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -359,7 +359,9 @@ class Store:
 
     def _record_cells(self, s: Session, run_id: str, records: Sequence[CellRecord]) -> list[int]:
         """Insert a batch of cell records with a handful of multi-row statements."""
-        sources = {source_hash(r.source): r.source for r in records}
+        # a redacted record carries its original source's hash: cells are keyed by the code that ran
+        hashes = [r.source_hash or source_hash(r.source) for r in records]
+        sources = dict(zip(hashes, (r.source for r in records), strict=True))
         have = set(s.scalars(select(CellSourceRow.hash).where(CellSourceRow.hash.in_(list(sources)))))
         for h, src in sources.items():
             if h not in have:
@@ -372,7 +374,7 @@ class Store:
                     "seq": r.seq,
                     "cell_id": r.cell_id,
                     "execution_count": r.execution_count,
-                    "source_hash": source_hash(r.source),
+                    "source_hash": h,
                     "start_time": r.start_time,
                     "duration": r.duration,
                     "status": r.status,
@@ -381,7 +383,7 @@ class Store:
                     "vars_defined": list(r.vars_defined),
                     "vars_used": list(r.vars_used),
                 }
-                for r in records
+                for r, h in zip(records, hashes, strict=True)
             ],
         )
         seqs = {r.seq for r in records} | {q for r in records for q in r.var_sources.values()}
