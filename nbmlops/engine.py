@@ -42,6 +42,7 @@ from papermill.utils import merge_kwargs, remove_args
 
 from .config import StoreLocation, resolve_location
 from .execute import CapturingClient, HeadlessCapture
+from .redact import redact_cell
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +273,9 @@ def _finish_run(
                 if cell.get("id") in have or (existed and how == "ok"):
                     continue  # capture recorded it, or chose not to (e.g. capture paused)
                 seq += 1
+                source, original_hash, _ = redact_cell(cell.get("source", ""))  # no secret stored
                 missing.append(CellRecord(
-                    seq=seq, source=cell.get("source", ""), start_time=start, duration=duration,
+                    seq=seq, source=source, source_hash=original_hash, start_time=start, duration=duration,
                     status="ok" if how == "ok" else "error", cell_id=cell.get("id"),
                     execution_count=cell.get("execution_count"),
                     error_name=ename, error_value=_last_line(evalue) if evalue else None,
