@@ -3,7 +3,8 @@
 Resolution order (first wins):
 
 1. an explicit ``url`` argument;
-2. ``NBMLOPS_STORE_URL`` (any SQLAlchemy URL) and ``NBMLOPS_ARTIFACT_URL`` (a directory);
+2. ``NBMLOPS_STORE_URL`` (any SQLAlchemy URL) and ``NBMLOPS_ARTIFACT_URL`` (a directory, or an
+   fsspec URL such as ``s3://bucket/prefix``: see docs/storage.md);
 3. the nearest ``.nbmlops/`` found by walking up from the working directory, like git;
 4. ``.nbmlops/`` in the working directory (created on first use).
 """
@@ -15,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STORE_DIRNAME", "StoreLocation", "find_project_dir", "resolve_location"]
+__all__ = ["STORE_DIRNAME", "StoreLocation", "cache_dir_for", "find_project_dir",
+           "resolve_location"]
 
 STORE_DIRNAME = ".nbmlops"
 DB_FILENAME = "nbmlops.db"
@@ -28,7 +30,8 @@ class StoreLocation:
     """Where one store keeps its database and its artifacts."""
 
     url: str
-    artifact_root: Path
+    #: a local directory, or an fsspec URL string (``s3://bucket/prefix``) for object storage
+    artifact_root: Path | str
     #: The ``.nbmlops`` directory when the store is the embedded default, else ``None``.
     store_dir: Path | None = None
 
@@ -57,8 +60,7 @@ class StoreLocation:
         """Where executed copies of headless runs are kept (``.nbmlops/runs/<run-id>/``)."""
         if self.store_dir is not None:
             return self.store_dir / "runs"
-        db = self.sqlite_path
-        return (db.parent if db is not None else self.artifact_root.parent) / "runs"
+        return self._local_base() / "runs"
 
     @property
     def predictions_dir(self) -> Path:
@@ -66,8 +68,24 @@ class StoreLocation:
         files beside the embedded store, or beside the artifact root for a server store."""
         if self.store_dir is not None:
             return self.store_dir / "predictions"
+        return self._local_base() / "predictions"
+
+    @property
+    def artifact_url(self) -> str:
+        """The artifact root as text (a directory or an fsspec URL), for environments."""
+        return str(self.artifact_root)
+
+    def _local_base(self) -> Path:
+        """The local directory that holds runs/predictions of a store without ``.nbmlops``:
+        the SQLite file's directory, the local artifact directory's parent, or (remote
+        artifacts) the cache directory of the artifact URL."""
         db = self.sqlite_path
-        return (db.parent if db is not None else self.artifact_root.parent) / "predictions"
+        if db is not None:
+            return db.parent
+        text = str(self.artifact_root)
+        if "://" in text and not text.startswith("file://"):
+            return cache_dir_for(text).parent
+        return Path(self.artifact_root).parent
 
     def describe(self) -> str:
         """A human-readable location with any password masked."""
@@ -75,6 +93,20 @@ class StoreLocation:
         if path is not None:
             return str(path)
         return _PASSWORD_IN_URL.sub(r"\1***@", self.url)
+
+
+def cache_dir_for(artifact_url: str) -> Path:
+    """The local read cache of a remote artifact store: ``NBMLOPS_CACHE_DIR`` (a directory shared
+    by every remote URL; content addresses never collide), else
+    ``$XDG_CACHE_HOME/nbmlops/<16 hex of the URL>/artifacts`` (``~/.cache`` by default)."""
+    explicit = os.environ.get("NBMLOPS_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser() / "artifacts"
+    import hashlib
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(artifact_url.rstrip("/").encode()).hexdigest()[:16]
+    return base / "nbmlops" / key / "artifacts"
 
 
 def find_project_dir(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -118,6 +150,7 @@ def resolve_location(
     if url is None:
         store_dir = default_store_dir(start)
         url = f"sqlite:///{store_dir / DB_FILENAME}"
+    art_path: Path | str
     if art is None:
         if store_dir is not None:
             art_path = store_dir / ARTIFACTS_DIRNAME
@@ -128,6 +161,9 @@ def resolve_location(
     else:
         art_str = str(art)
         if art_str.startswith("file://"):
-            art_str = art_str[len("file://") :]
-        art_path = Path(art_str)
+            art_path = Path(art_str[len("file://") :])
+        elif "://" in art_str:
+            art_path = art_str.rstrip("/")  # object storage: kept as a URL (docs/storage.md)
+        else:
+            art_path = Path(art_str)
     return StoreLocation(url=url, artifact_root=art_path, store_dir=store_dir)

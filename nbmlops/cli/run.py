@@ -63,7 +63,8 @@ def init(state: CliState, directory: Path | None) -> None:
         where = str(store_dir)
     with Store(loc) as store:
         revision = store.schema_revision
-    loc.artifact_root.mkdir(parents=True, exist_ok=True)
+    if isinstance(loc.artifact_root, Path):  # an object-store URL has no directory to make
+        loc.artifact_root.mkdir(parents=True, exist_ok=True)
     if existed:
         click.echo(f"nbmlops store already exists at {where} (schema {revision})")
     else:

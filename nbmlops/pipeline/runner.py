@@ -676,6 +676,11 @@ class PipelineRunner:
             res.error, res.validation_failed = error, True
             self._mark(run_id, "failed")
             return "failed"
+        error = self._store_outputs(step, run_id)
+        if error is not None:
+            res.error = error
+            self._mark(run_id, "failed")
+            return "failed"
         res.error = None
         if res.cache_key and step.cache:
             try:
@@ -792,6 +797,19 @@ class PipelineRunner:
         for rel, fp in self._written_files(run_dir.name).items():
             found.setdefault(rel, fp)
         return {"files": dict(sorted(found.items())), "variables": variables}
+
+    def _store_outputs(self, step: Step, run_id: str) -> str | None:
+        """Put the step's declared output files into the store's artifact store (a directory
+        or object storage, content-addressed: unchanged files are not written again), linked
+        to the step's run. Returns the error when they could not be stored."""
+        files, _missing = _expand(self.pipeline.root, step.outputs)
+        try:
+            for path in files.values():
+                if path.is_file():
+                    self.store.log_artifact(run_id, path, kind="output")
+        except NbmlopsError as exc:
+            return f"outputs not stored: {exc}"
+        return None
 
     def _written_files(self, run_id: str) -> dict[str, str]:
         """Files under the pipeline root that run ``run_id`` wrote (as capture recorded them)

@@ -302,13 +302,14 @@ def register(
     store.artifacts.root.mkdir(parents=True, exist_ok=True)
     dumped = dump_model(obj_or_path, store.artifacts.root, fmt=fmt)
     try:
+        size = dumped.path.stat().st_size
         digest, stored = store.artifacts.put(dumped.path)
     finally:
         dumped.path.unlink(missing_ok=True)
     if dumped.trusted:
         info["trusted_types"] = dumped.trusted
     cls = type(obj_or_path)
-    version = _add(store, name, stored, digest, dumped.format, alias=alias, reason=reason,
+    version = _add(store, name, stored, digest, size, dumped.format, alias=alias, reason=reason,
                    run_id=run_id, source_uri=None,
                    model_class=f"{cls.__module__}.{cls.__qualname__}", signature=signature,
                    info=info)
@@ -322,16 +323,17 @@ def _artifact_io(version: ModelVersion, direction: str, via: str) -> ArtifactIO:
                       fingerprint=f"sha256:{version.digest}", size=version.size)
 
 
-def _add(store: Store, name: str, stored: Path, digest: str, fmt: str, *, alias: str | None,
-         reason: str | None, run_id: str | None, **fields: Any) -> ModelVersion:
+def _add(store: Store, name: str, stored: str, digest: str, size: int, fmt: str, *,
+         alias: str | None, reason: str | None, run_id: str | None,
+         **fields: Any) -> ModelVersion:
+    """Record a version whose file is in the artifact store at ``stored`` (its absolute path,
+    or its ``s3://...`` URI for object storage)."""
     actor = _actor(reason)
-    stored = stored.resolve()
-    size = stored.stat().st_size
-    artifact = ArtifactIO(uri=str(stored), direction="wrote", via="register", kind="model",
+    artifact = ArtifactIO(uri=stored, direction="wrote", via="register", kind="model",
                           fingerprint=f"sha256:{digest}", size=size)
     return store.registry.add_version(
         name, actor=actor, alias=alias, artifact=artifact, digest=digest, format=fmt, size=size,
-        stored_path=str(stored), run_id=run_id, created_by=actor["user"], **fields)
+        stored_path=stored, run_id=run_id, created_by=actor["user"], **fields)
 
 
 def _register_path(store: Store, path: Path, name: str, *, alias: str | None,
@@ -373,7 +375,8 @@ def _register_path(store: Store, path: Path, name: str, *, alias: str | None,
         if fitted_on and "fitted_on" not in signature:
             signature["fitted_on"] = fitted_on
     digest, stored = store.artifacts.put(path)
-    return _add(store, name, stored, digest, fmt, alias=alias, reason=reason, run_id=rid,
+    return _add(store, name, stored, digest, path.stat().st_size, fmt, alias=alias,
+                reason=reason, run_id=rid,
                 source_uri=str(path.resolve()), model_class=class_name, signature=signature,
                 info=info)
 
@@ -454,8 +457,18 @@ def record_event(store: Store, name: str, kind: str, *, details: Mapping[str, An
 
 
 def stored_file(store: Store, version: ModelVersion) -> Path:
-    """Where a version's file is: its content address in this store's artifact directory (so a
-    moved project still finds it), else the path recorded at registration."""
+    """A local file of a version: its content address in this store's artifact store (so a
+    moved project still finds it; for object storage a verified copy in the local read cache),
+    else the path recorded at registration. A file missing everywhere is returned as its
+    content address, which the loader's digest check refuses."""
+    if store.artifacts.remote:
+        try:
+            return store.artifacts.get_local(version.digest)
+        except NotFoundError:
+            recorded = Path(version.stored_path)
+            if "://" not in version.stored_path and recorded.exists():
+                return recorded
+            return store.artifacts.path_for(version.digest)
     path = store.artifacts.path_for(version.digest)
     return path if path.exists() or not Path(version.stored_path).exists() else Path(version.stored_path)
 

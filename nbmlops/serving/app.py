@@ -114,7 +114,7 @@ class Service:
         from ..store import Store
 
         o = self.options
-        loc = StoreLocation(url=o.store_url or "", artifact_root=Path(o.artifact_root or "."),
+        loc = StoreLocation(url=o.store_url or "", artifact_root=_artifact_root(o.artifact_root),
                             store_dir=Path(o.store_dir) if o.store_dir else None)
         return Store(loc, upgrade=False, lock_wait_ms=1000)
 
@@ -461,3 +461,8 @@ def _proba_rows(logged: list[tuple[Job, Answer]]) -> list[list[float] | None]:
     for job, answer in logged:
         out.extend(answer.proba if answer.proba is not None else [None] * job.rows)
     return out
+
+
+def _artifact_root(root: str | None) -> Path | str:
+    """A local artifact directory, or an object-store URL kept as text (docs/storage.md)."""
+    return root if root and "://" in root and not root.startswith("file://") else Path(root or ".")
