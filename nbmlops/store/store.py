@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ..config import StoreLocation, resolve_location
 from ..errors import AmbiguousIdError, InvalidArgumentError, NotFoundError
 from ..redact import clip, redact_mapping
-from .artifacts import ArtifactDir
+from .artifacts import ArtifactStore
 from .engine import (
     SessionManager,
     ensure_schema,
@@ -133,7 +133,7 @@ class Store:
             self.close()  # let go of a file we refused (or failed) to open
             raise
         self._sessions = SessionManager(self.engine, location, lock_wait_ms=lock_wait_ms)
-        self.artifacts = ArtifactDir(location.artifact_root)
+        self.artifacts = ArtifactStore(location.artifact_root)
         self._experiment_ids: dict[str, int] = {}
         self._schedules: ScheduleRepo | None = None
         self._registry: RegistryRepo | None = None
@@ -447,7 +447,7 @@ class Store:
         kind: str = "file",
         cell_seq: int | None = None,
     ) -> Artifact:
-        """Copy a file into the content-addressed artifact directory and link it to the run."""
+        """Copy a file into the content-addressed artifact store and link it to the run."""
         p = Path(path)
         if not p.is_file():
             raise NotFoundError(f"no file {p}")
@@ -465,7 +465,7 @@ class Store:
             aid = artifact_row_id(s, io)
             art = s.get(ArtifactRow, aid)
             assert art is not None
-            art.stored_path = str(stored)
+            art.stored_path = stored
             cid = None
             if cell_seq is not None:
                 cid = cell_ids_by_seq(s, run_id, [cell_seq]).get(cell_seq)
