@@ -51,10 +51,12 @@ def _store_url() -> str | None:
 
 @click.group("export")
 def export_group() -> None:
-    """Hand a pipeline to a real orchestrator (Airflow 3, Kubeflow Pipelines v2).
+    """Hand a pipeline to a real orchestrator (Airflow 3, Kubeflow Pipelines v2), or runs to
+    MLflow.
 
     Every step becomes a task running `nbmlops pipeline step` on a worker, which records it in
-    the nbmlops store like a local `nbmlops pipeline run` does.
+    the nbmlops store like a local `nbmlops pipeline run` does. `export mlflow` copies recorded
+    runs into an MLflow tracking store.
     """
 
 
@@ -195,6 +197,42 @@ def export_kfp_command(
     else:
         click.echo(f"wrote {done.path}: pipeline {done.name}, {len(src.order)} steps + "
                    f"{done.tasks[-1]}, image {image}")
+
+
+@export_group.command("mlflow")
+@click.argument("run_ids", metavar="[RUN]...", nargs=-1)
+@click.option("--tracking-uri", required=True, metavar="URI",
+              help="The MLflow tracking store: sqlite:///PATH (created if missing), another "
+              "SQLAlchemy database URL, an http(s):// tracking server, or an mlruns directory.")
+@click.option("--experiment", metavar="NAME",
+              help="The experiment on both sides: without RUN, export the runs of this nbmlops "
+              "experiment; put the runs into this MLflow experiment (default: each run's own "
+              "experiment name).")
+@json_option
+@click.pass_context
+def export_mlflow_command(ctx: click.Context, run_ids: tuple[str, ...], tracking_uri: str,
+                          experiment: str | None, as_json: bool) -> None:
+    """Copy runs into an MLflow tracking store (needs `pip install 'nbmlops[mlflow]'`).
+
+    RUN ids (or unique prefixes; default: every run) with name, status, times, params, full
+    metric histories (steps and timestamps), tags, the files the run wrote (the artifact
+    store's copy, or the file itself if unchanged) and a lineage summary (artifact
+    nbmlops/lineage.json: cells, variables, reads and writes). Each MLflow run is tagged
+    nbmlops.run_id; runs exported before, or imported from that store, are skipped, so a second
+    export adds nothing.
+
+    \b
+    --json prints {"direction", "tracking_uri", "created", "skipped", "runs": [{"source_id",
+    "target_id", "name", "experiment", "action", "reason", "params", "metrics", "tags",
+    "artifacts", "left_out"}]}.
+    """
+    from ..interop.mlflow import export_to_mlflow
+    from ._common import store_from
+    from .interop import echo_report, quiet_mlflow
+
+    quiet_mlflow()
+    report = export_to_mlflow(store_from(ctx), tracking_uri, run_ids, experiment=experiment)
+    echo_report(report, as_json)
 
 
 # -- worker side ----------------------------------------------------------------------------------
