@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = [
     "REDACTED", "looks_secret", "redact_mapping", "MAX_VALUE_CHARS", "redact_source", "redact_cell",
-    "secret_warning", "secrets_in", "MARKER_RE",
+    "secret_warning", "secrets_in", "MARKER_RE", "env_name", "environment_advice",
 ]
 
 REDACTED = "***redacted***"
@@ -266,3 +266,21 @@ def secrets_in(stored: str) -> list[str]:
         if label not in out:
             out.append(label)
     return out
+
+
+def env_name(label: str) -> str:
+    """The environment variable a redacted secret should come from: the name upper-cased
+    (``api_key`` -> ``API_KEY``); a URL's password -> ``DB_PASSWORD``."""
+    if label == "url-password":
+        return "DB_PASSWORD"
+    return re.sub(r"\W", "_", label).upper()
+
+
+def environment_advice(labels: list[str]) -> str:
+    """``API_TOKEN must come from the environment (os.environ['API_TOKEN'])``, for every label."""
+    parts = []
+    for label in labels:
+        name = env_name(label)
+        what = "the password in a URL" if label == "url-password" else label
+        parts.append(f"{what} must come from the environment (set {name}; read os.environ['{name}'])")
+    return "; ".join(parts)

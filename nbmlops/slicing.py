@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, NotFoundError
-from .redact import REDACTED, looks_secret
+from .redact import REDACTED, environment_advice, looks_secret, secrets_in
 
 if TYPE_CHECKING:
     from .store import Store
@@ -598,6 +598,12 @@ def slice_run(store: Store, run_id: str, target: str) -> SliceResult:
             )
         if not source.strip():
             continue
+        secrets = secrets_in(source)
+        if secrets:
+            warnings.append(
+                f"{_cell_label(c)} held a secret, exported as its redaction marker: "
+                f"{environment_advice(secrets)}"
+            )
         sliced.append(SlicedCell(
             cell_execution_id=c.id,
             seq=c.seq,
@@ -612,6 +618,9 @@ def slice_run(store: Store, run_id: str, target: str) -> SliceResult:
     for p in exported:
         if not p.exact:
             warnings.append(f"parameter {p.name}: {p.note}")
+        if secrets_in(p.literal):
+            warnings.append(f"parameter {p.name} held a secret, exported as its redaction marker: "
+                            f"{environment_advice(secrets_in(p.literal))}")
     return SliceResult(
         run=run,
         target=target,
@@ -650,6 +659,12 @@ def _intro(result: SliceResult, exported_at: datetime) -> str:
     if result.external_reads:
         files = ", ".join(_code_span(u) for u in result.external_reads)
         lines += ["", f"Reads files from outside the run, which must be there when it runs: {files}."]
+    secrets = [s for c in result.cells for s in secrets_in(c.source)]
+    secrets += [s for p in result.params for s in secrets_in(p.literal)]
+    if secrets:
+        lines += ["", "Secrets written in the run's cells were not stored: they appear as "
+                  "`<redacted:...>` markers. Before running, " + environment_advice(list(dict.fromkeys(secrets)))
+                  + ", and replace each marker by that read."]
     rerun = "Run it headless: `nbmlops run NOTEBOOK`, or `papermill NOTEBOOK OUT.ipynb`"
     if result.params:
         rerun += f" (`-p {result.params[0].name} VALUE` changes a parameter)"
