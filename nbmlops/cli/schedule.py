@@ -369,15 +369,19 @@ def trigger_fire(ctx: click.Context, name: str, no_wait: bool, as_json: bool) ->
               help="When another scheduler runs on this store, wait and take over when it "
               "stops (default: exit with a message).")
 @click.option("--lease-ttl", type=click.FloatRange(min=1.0), default=30.0, show_default=True,
-              metavar="SECONDS", hidden=True,
-              help="How long the lease outlives a scheduler that stops renewing it.")
+              metavar="SECONDS",
+              help="How long the lease outlives a scheduler that stops renewing it (a standby "
+              "on another host takes over after at most this long).")
+@click.option("--host", "host", metavar="NAME", default=None,
+              help="The name this scheduler goes by in the lease (default: the host name); "
+              "give each machine sharing a store its own.")
 @click.option("--misfire-grace", type=click.FloatRange(min=0.0), default=60.0,
               show_default=True, metavar="SECONDS",
               help="How late a fire may be and still count as on time (catch-up none).")
 @click.pass_context
 def scheduler_command(
     ctx: click.Context, once: bool, poll: float, on_stop: str, wait_for_lease: bool,
-    lease_ttl: float, misfire_grace: float,
+    lease_ttl: float, misfire_grace: float, host: str | None,
 ) -> None:
     """Fire schedules and triggers: a foreground daemon, one per store.
 
@@ -391,7 +395,8 @@ def scheduler_command(
 
     store = _store(ctx)  # never a new, empty store: a scheduler there would fire nothing
     sched = Scheduler(store, poll=poll, lease_ttl=lease_ttl, on_stop=on_stop,
-                      misfire_grace=misfire_grace, wait_for_lease=wait_for_lease, out=sys.stderr)
+                      misfire_grace=misfire_grace, wait_for_lease=wait_for_lease, out=sys.stderr,
+                      host=host)
     code = sched.run(once=once)
     if code:
         ctx.exit(code)

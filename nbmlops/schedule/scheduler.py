@@ -2,8 +2,15 @@
 
 Exactly one scheduler works on a store at a time: it holds the store's lease row
 (``scheduler_lease``), renewed every ``lease_ttl / 3`` seconds. A second scheduler exits with a
-message (or, with ``wait``, waits until the lease is free). A lease whose holder died on this
-host is taken over at once; one held on another host is taken over when it expires.
+message (or, with ``wait``, stands by until the lease is free). A lease whose holder died on
+this host is taken over at once; one held on another host (``host``: the name a scheduler goes
+by, default the machine's host name) is taken over when it expires, ``lease_ttl`` seconds after
+its last renewal. Lease times are the schedulers' own clocks: hosts that share a store keep them
+in step (NTP), within a fraction of ``lease_ttl``.
+
+While the store is unreachable (a PostgreSQL server restarting) the scheduler keeps running: it
+logs one ``store-unavailable`` line, retries every poll and logs ``store-back`` when it answers
+again. A lease that expired meanwhile is still its own unless another scheduler took it.
 
 Each tick:
 
@@ -48,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import NbmlopsError, NotFoundError, SchedulerBusyError
+from ..errors import NbmlopsError, NotFoundError, SchedulerBusyError, StoreError
 from .cron import parse_cron, utc_iso
 from .launch import run_command, spawn, tail_lines
 from .service import file_entry, watched_paths
@@ -144,6 +151,7 @@ class Scheduler:
         wait_for_lease: bool = False,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.time,
+        host: str | None = None,
     ) -> None:
         if on_stop not in ("cancel", "wait"):
             raise ValueError("on_stop must be cancel or wait")
@@ -159,7 +167,7 @@ class Scheduler:
         self.wait_for_lease = wait_for_lease
         self.out = out if out is not None else sys.stderr
         self.clock = clock
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
         self.pid = os.getpid()
         self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.children: dict[int, _Child] = {}  # fire id -> child
@@ -176,6 +184,7 @@ class Scheduler:
         self._drift_worker: threading.Thread | None = None
         self._log_dirs: dict[str, tuple[int, dict[str, Any]]] = {}  # dir -> (mtime_ns, newest)
         self._quiet: dict[str, str] = {}  # trigger -> "nothing to judge" message logged once
+        self._store_down: str | None = None  # the store error logged once while it lasts
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -201,14 +210,25 @@ class Scheduler:
         """Become the store's scheduler, or raise :class:`SchedulerBusyError`."""
         announced = False
         while True:
-            if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid, ttl=self.lease_ttl):
-                break
-            lease = self.repo.lease()
+            try:
+                if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid,
+                                           ttl=self.lease_ttl):
+                    break
+                lease = self.repo.lease()
+            except StoreError as exc:
+                if not self.wait_for_lease:
+                    raise
+                self._store_unavailable(exc)  # a standby outlives a server restart
+                if self._stop.wait(min(2.0, self.lease_ttl / 3)):
+                    raise SchedulerBusyError("stopped while waiting for the scheduler lease") from exc
+                continue
+            self._store_is_back()
             if lease is not None and lease.host == self.host and (
                 not _pid_alive(lease.pid) or lease.pid == self.pid  # our pid: a restarted container
             ):
-                if self.repo.acquire_lease(self.holder, host=self.host, pid=self.pid,
-                                           ttl=self.lease_ttl, steal_from=lease.holder):
+                if self._try(lambda dead=lease.holder: self.repo.acquire_lease(  # type: ignore[misc]
+                        self.holder, host=self.host, pid=self.pid, ttl=self.lease_ttl,
+                        steal_from=dead)):
                     self.emit("lease-taken-over", previous=lease.holder, reason="holder is dead")
                     break
                 continue
@@ -229,7 +249,30 @@ class Scheduler:
         self._has_lease = True
         self._lease_renewed = time.monotonic()
         self.emit("started", holder=self.holder, store=self.store.location.describe(),
-                  poll=self.poll)
+                  poll=self.poll, lease_ttl=f"{self.lease_ttl:g}s")
+
+    def _try(self, fn: Callable[[], bool]) -> bool:
+        """``fn()``, False when the store is away for a moment (logged once)."""
+        try:
+            return fn()
+        except StoreError as exc:
+            self._store_unavailable(exc)
+            return False
+
+    def _store_unavailable(self, exc: NbmlopsError) -> None:
+        """Log a store outage once while it lasts (a poll-rate stream of the same line helps
+        nobody); :meth:`_store_is_back` logs its end."""
+        text = str(exc)
+        if self._store_down is None:
+            self.emit("store-unavailable", error=text, retry_every=f"{self.poll:g}s")
+        elif text != self._store_down:
+            log.debug("store still unavailable: %s", text)
+        self._store_down = text
+
+    def _store_is_back(self) -> None:
+        if self._store_down is not None:
+            self._store_down = None
+            self.emit("store-back", store=self.store.location.describe())
 
     def _renew_lease(self) -> None:
         if time.monotonic() - self._lease_renewed < self.lease_ttl / 3:
@@ -267,7 +310,9 @@ class Scheduler:
         for fire, run_status in self.repo.started_fires():
             if fire.owner is None or fire.owner == self.holder or fire.owner.startswith("manual@"):
                 continue  # manual fires: settled by _settle_lost_manual_fires
-            if fire.pid and _pid_alive(fire.pid) and fire.run_id and fire.run_id in _cmdline(fire.pid):
+            here = _owner_host(fire.owner) == self.host  # a pid means something only here
+            if (here and fire.pid and _pid_alive(fire.pid) and fire.run_id
+                    and fire.run_id in _cmdline(fire.pid)):
                 self._stop_orphan(fire.pid)
                 run_status = self._run_status(fire.run_id) if fire.run_id else None
             if run_status in ("finished", "failed"):
@@ -325,8 +370,15 @@ class Scheduler:
                         self.tick(cron_until=started if once else None)
                     except SchedulerBusyError:
                         raise  # the lease is gone: another scheduler works on this store
-                    except NbmlopsError as exc:  # the store is locked or away for a moment
+                    except StoreError as exc:  # the store is locked or away for a moment
+                        if "locked" in str(exc):
+                            self.emit("error", error=exc, retry_in=f"{self.poll:g}s")
+                        else:
+                            self._store_unavailable(exc)
+                    except NbmlopsError as exc:
                         self.emit("error", error=exc, retry_in=f"{self.poll:g}s")
+                    else:
+                        self._store_is_back()
                     if once and not self.children and not self._drift_checks:
                         break
                     self._sleep(once=once)
@@ -846,6 +898,13 @@ class Scheduler:
             return self.store.get_run(run_id).status
         except NbmlopsError:
             return None
+
+
+def _owner_host(owner: str | None) -> str | None:
+    """The host of a fire's owner (``HOST:PID:TAG``, a scheduler's holder name)."""
+    if not owner or owner.count(":") < 2:
+        return None
+    return owner.rsplit(":", 2)[0]
 
 
 def _short(run_id: str | None) -> str | None:
