@@ -21,6 +21,7 @@ Core module: no click, no ``_format``; the CLI (``nbmlops reproduce``) renders t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, NbmlopsError, NotFoundError
+from .redact import environment_advice, secrets_in
 
 if TYPE_CHECKING:
     from .store import Store
@@ -63,7 +65,8 @@ class Drift:
     ``kind``: ``notebook`` (content hash), ``input`` (a read file's fingerprint), ``missing``
     (a read file or notebook that is gone), ``package`` (version; ``current`` None: uninstalled;
     ``recorded`` None: installed since, not blocking), ``python``, ``pipeline`` (steps or params
-    of the definition). ``blocking`` items make :func:`reproduce` refuse without ``allow_drift``.
+    of the definition), ``secret`` (a cell held a secret, stored redacted: ``note`` names the
+    environment variable it must come from; not blocking). ``blocking`` items make :func:`reproduce` refuse without ``allow_drift``.
     """
 
     kind: str
@@ -290,7 +293,8 @@ def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]
     run_dir = store.location.runs_dir / run.id
     if not run_dir.is_dir():
         return None
-    recorded = {c.cell_id: c.source for c in cells if c.cell_id}
+    # a cell whose secret was redacted in the store matches by its original source's hash
+    recorded = {c.cell_id: (c.source, c.source_hash) for c in cells if c.cell_id}
     for path in sorted(run_dir.glob("*.ipynb")):
         try:
             nb = json.loads(path.read_text(encoding="utf-8"))
@@ -305,8 +309,9 @@ def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]
         intact = all(
             cid in by_id and (
                 by_id[cid].get("source") == src
+                or _sha256(by_id[cid].get("source")) == digest
                 or "injected-parameters" in by_id[cid].get("metadata", {}).get("tags", []))
-            for cid, src in recorded.items()
+            for cid, (src, digest) in recorded.items()
         )
         if not intact:
             log.info("executed copy %s differs from the cells run %s recorded", path, run.id)
@@ -320,6 +325,25 @@ def _recorded_copy(store: Store, run: Run, cells: Sequence[CellExecution]
                 cell["execution_count"] = None
         return nb, path
     return None
+
+
+def _sha256(source: Any) -> str | None:
+    if not isinstance(source, str):
+        return None
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _secret_notes(units: Sequence[_Unit]) -> list[Drift]:
+    """Cells whose source held a secret (stored redacted): the value must come from the
+    environment when the notebook runs elsewhere. Not blocking."""
+    notes = []
+    for unit in units:
+        for c in unit.cells:
+            names = secrets_in(c.source)
+            if names:
+                notes.append(Drift("secret", _cell_label(c), None, None, unit.step, blocking=False,
+                                   note=environment_advice(names)))
+    return notes
 
 
 def _source_params(path: Path, run: Run) -> dict[str, Any]:
@@ -429,6 +453,7 @@ def check(store: Store, run_id: str) -> ReproductionPlan:
         )
     plan.drift += _input_drift(plan.units)
     plan.drift += _package_drift(plan.units)
+    plan.drift += _secret_notes(plan.units)
     return plan
 
 

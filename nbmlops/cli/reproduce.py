@@ -113,6 +113,9 @@ def reproduce_command(ctx: click.Context, run_id: str, allow_drift: bool, rtol: 
         else:
             click.echo(f"changed since run {exc.run_id[:8]}:")
             click.echo(_drift_table([d for d in exc.drift if d.blocking]))
+            for d in exc.drift:
+                if d.kind == "secret":
+                    click.echo(f"note: {d.name}{f' (step {d.step})' if d.step else ''} held a secret: {d.note}")
         raise
     finally:
         if display is not None:
