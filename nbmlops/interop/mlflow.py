@@ -564,7 +564,12 @@ def _import_run(store: Store, client: MlflowClient, mr: Any, experiment: str,
         dest = files_root / rid / "mlflow-artifacts"
         dest.mkdir(parents=True, exist_ok=True)
         for rel in paths:
-            local = Path(client.download_artifacts(rid, rel, str(dest)))
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                left_out.append(f"artifact {rel}: path outside the run's directory")
+                continue
+            into = dest.joinpath(*Path(rel).parent.parts)  # MLflow drops the directories
+            into.mkdir(parents=True, exist_ok=True)
+            local = Path(client.download_artifacts(rid, rel, str(into)))
             if local.is_file():
                 store.log_artifact(rid, local)
                 n_files += 1

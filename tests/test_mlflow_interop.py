@@ -1,0 +1,294 @@
+"""`nbmlops export mlflow` / `nbmlops import mlflow` against a real MLflow SQLite tracking store
+(mlflow-skinny's SQLAlchemy store), read back with MlflowClient and with the nbmlops Store."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from nbmlops.cli import cli
+from nbmlops.store import Store
+
+from .conftest import make_notebook
+
+mlflow_tracking = pytest.importorskip("mlflow.tracking")
+
+NBMLOPS = str(Path(sys.executable).parent / "nbmlops")
+
+
+@pytest.fixture(scope="module")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow database with its tables, made once (MLflow's migrations take seconds)."""
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    client = mlflow_tracking.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client.search_experiments()
+    return db
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, empty_mlflow_db: Path) -> str:
+    db = tmp_path / "mlflow" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copyfile(empty_mlflow_db, db)
+    return f"sqlite:///{db}"
+
+
+def client_for(uri: str) -> Any:
+    return mlflow_tracking.MlflowClient(tracking_uri=uri)
+
+
+def nbmlops(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def one_error_line(res: Result) -> str:
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def all_mlflow_runs(client: Any) -> list[Any]:
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(exps, max_results=1000))
+
+
+TINY: list[str | tuple[str, list[str]]] = [
+    "import nbmlops\nlr = 0.25\nepochs = 3\nnbmlops.log_params({'lr': lr, 'epochs': epochs})",
+    "for step in range(epochs):\n    nbmlops.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+    "nbmlops.set_tag('team', 'vision')",
+    "with open('out.txt', 'w') as fh:\n    fh.write('hello mlflow')",
+]
+
+
+@pytest.fixture
+def captured(tmp_path: Path) -> tuple[Path, str, str]:
+    """A project whose store holds one run of a tiny notebook made by `nbmlops run`."""
+    project = tmp_path / "project"
+    make_notebook(project / "tiny.ipynb", TINY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBMLOPS_")}
+    assert subprocess.run([NBMLOPS, "init"], cwd=project, env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    done = subprocess.run([NBMLOPS, "run", "tiny.ipynb", "--json"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    url = f"sqlite:///{project / '.nbmlops' / 'nbmlops.db'}"
+    return project, url, json.loads(done.stdout)["run_id"]
+
+
+@pytest.mark.kernel
+def test_a_captured_run_exported_reads_back_field_by_field(
+    captured: tuple[Path, str, str], mlflow_uri: str, tmp_path: Path,
+) -> None:
+    project, url, run_id = captured
+    res = nbmlops("--store", url, "export", "mlflow", "--tracking-uri", mlflow_uri, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["created"] == 1 and report["skipped"] == 0
+    [entry] = report["runs"]
+    assert entry["source_id"] == run_id and entry["left_out"] == []
+
+    with Store.open(url) as store:
+        ours = store.get_run(run_id)
+        history = store.metric_history(run_id)
+    client = client_for(mlflow_uri)
+    theirs = client.get_run(entry["target_id"])
+    info, data = theirs.info, theirs.data
+    assert info.run_name == ours.name == "tiny"
+    assert info.status == "FINISHED" and ours.status == "finished"
+    assert info.start_time == round(ours.start_time * 1000)
+    assert ours.end_time is not None and info.end_time == round(ours.end_time * 1000)
+    assert client.get_experiment(info.experiment_id).name == ours.experiment
+    assert data.params == ours.params == {"lr": "0.25", "epochs": "3"}
+    got = [(m.key, m.step, m.value, m.timestamp) for m in client.get_metric_history(
+        info.run_id, "loss")]
+    want = [(m.key, m.step, m.value, round(m.timestamp * 1000)) for m in history]
+    assert sorted(got) == sorted(want) and [s for _, s, _, _ in sorted(got)] == [0, 1, 2]
+    assert data.tags["team"] == "vision"
+    assert data.tags["nbmlops.run_id"] == run_id
+    assert data.tags["mlflow.source.name"] == ours.notebook_path
+    assert data.tags["mlflow.source.type"] == "NOTEBOOK"
+    assert data.tags["nbmlops.cell_count"] == "3"
+    # the file the notebook wrote, and the lineage summary
+    out = Path(client.download_artifacts(info.run_id, "files/out.txt", str(tmp_path / "dl")))
+    assert out.read_text() == "hello mlflow"
+    lineage = json.loads(Path(client.download_artifacts(
+        info.run_id, "nbmlops/lineage.json", str(tmp_path / "dl"))).read_text())
+    assert lineage["run_id"] == run_id and lineage["cell_count"] == 3
+    assert lineage["notebook_path"] == ours.notebook_path
+    assert [c["seq"] for c in lineage["cells"]] == [0, 1, 2]
+    assert lineage["cells"][2]["writes"][0]["uri"].endswith("out.txt")
+    assert "lr" in lineage["cells"][0]["vars_defined"]
+
+    # a second export adds nothing; importing into the same store adds nothing either
+    again = nbmlops("--store", url, "export", "mlflow", "--tracking-uri", mlflow_uri, "--json")
+    assert json.loads(again.stdout)["runs"][0]["reason"] == "exported before"
+    assert len(all_mlflow_runs(client)) == 1
+    back = nbmlops("--store", url, "import", "mlflow", "--tracking-uri", mlflow_uri, "--json")
+    assert back.exit_code == 0 and json.loads(back.stdout)["skipped"] == 1
+    with Store.open(url) as store:
+        assert store.list_runs().total == 1
+
+
+def make_mlflow_runs(uri: str, tmp_path: Path) -> tuple[str, str]:
+    """Two MLflow runs made with MlflowClient: a finished one with history, tags and files, and
+    a killed one in another experiment."""
+    client = client_for(uri)
+    exp = client.create_experiment("churn")
+    run = client.create_run(exp, run_name="baseline", start_time=1_700_000_000_123,
+                            tags={"owner": "ana", "mlflow.user": "ana"})
+    rid = run.info.run_id
+    client.log_param(rid, "max_depth", "7")
+    client.log_param(rid, "criterion", "gini")
+    for step in range(4):
+        client.log_metric(rid, "auc", 0.5 + step / 10, timestamp=1_700_000_001_000 + step, step=step)
+    client.log_metric(rid, "diverged", math.nan, timestamp=1_700_000_002_000, step=0)
+    src = tmp_path / "mlflow-src"
+    (src / "plots").mkdir(parents=True)
+    (src / "model.txt").write_text("tree")
+    (src / "plots" / "roc.csv").write_text("fpr,tpr\n0,0\n1,1\n")
+    client.log_artifact(rid, str(src / "model.txt"))
+    client.log_artifact(rid, str(src / "plots" / "roc.csv"), "plots")
+    client.set_terminated(rid, "FINISHED", end_time=1_700_000_009_456)
+    other = client.create_run(client.create_experiment("scratch"), run_name="stopped")
+    client.log_metric(other.info.run_id, "loss", 2.0, step=0)
+    client.set_terminated(other.info.run_id, "KILLED")
+    return rid, other.info.run_id
+
+
+def test_mlflow_runs_imported_read_back_field_by_field_and_twice_adds_nothing(
+    mlflow_uri: str, tmp_path: Path, store_url: str,
+) -> None:
+    rid, killed = make_mlflow_runs(mlflow_uri, tmp_path)
+    res = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["created"] == 2 and report["skipped"] == 0
+    entry = next(r for r in report["runs"] if r["source_id"] == rid)
+    assert entry["left_out"] == ["metric diverged step 0: nan (not a finite number)"]
+
+    client = client_for(mlflow_uri)
+    theirs = client.get_run(rid)
+    with Store.open(store_url) as store:
+        ours = store.get_run(rid)
+        history = store.metric_history(rid, "auc")
+        stopped = store.get_run(killed)
+        files = {Path(p).name: Path(p) for p in
+                 (str(Path(store.location.runs_dir) / rid / "mlflow-artifacts" / rel)
+                  for rel in ("model.txt", "plots/roc.csv"))}
+        arts = [a for p in files.values() for a in store.find_artifacts(str(p))]
+    assert ours.name == "baseline" and ours.experiment == "churn"
+    assert ours.status == "finished" and stopped.status == "cancelled"
+    assert stopped.experiment == "scratch"
+    assert ours.start_time == pytest.approx(theirs.info.start_time / 1000)
+    assert ours.end_time == pytest.approx(theirs.info.end_time / 1000)
+    assert ours.params == theirs.data.params == {"max_depth": "7", "criterion": "gini"}
+    assert [(m.step, m.value, m.timestamp) for m in history] == [
+        (m.step, m.value, pytest.approx(m.timestamp / 1000))
+        for m in sorted(client.get_metric_history(rid, "auc"), key=lambda m: m.step)]
+    assert ours.tags["owner"] == "ana" and ours.tags["mlflow.user"] == "ana"
+    assert ours.tags["mlflow.run_id"] == rid
+    assert files["model.txt"].read_text() == "tree"
+    assert files["roc.csv"].read_text().startswith("fpr,tpr")
+    assert len(arts) == 2 and all(a.stored_path and Path(a.stored_path).is_file() for a in arts)
+
+    again = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri)
+    assert again.exit_code == 0 and "0 run(s) imported, 2 skipped" in again.stdout
+    with Store.open(store_url) as store:
+        assert store.list_runs().total == 2
+        assert len(store.metric_history(rid)) == 4
+    # what came from MLflow is not exported back to it
+    back = nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri", mlflow_uri, "--json")
+    assert back.exit_code == 0, back.output
+    assert {r["reason"] for r in json.loads(back.stdout)["runs"]} == {
+        "imported from this MLflow store"}
+    assert len(all_mlflow_runs(client)) == 2
+
+
+def test_import_of_one_experiment_only(mlflow_uri: str, tmp_path: Path, store_url: str) -> None:
+    rid, _ = make_mlflow_runs(mlflow_uri, tmp_path)
+    res = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri,
+                  "--experiment", "churn", "--json")
+    assert [r["source_id"] for r in json.loads(res.stdout)["runs"]] == [rid]
+    missing = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri,
+                      "--experiment", "nope")
+    assert missing.exit_code == 4 and "no MLflow experiment 'nope'" in one_error_line(missing)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["text file", "nbmlops store", "plain file path", "closed port",
+                                  "missing database"])
+@pytest.mark.parametrize("direction", ["export", "import"])
+def test_a_tracking_uri_that_is_no_tracking_store_is_one_error_and_writes_nothing(
+    kind: str, direction: str, tmp_path: Path, store: Store, store_url: str,
+) -> None:
+    rid = store.create_run(name="keep", params={"a": 1})
+    store.end_run(rid)
+    before_db = Path(store_url[len("sqlite:///"):]).read_bytes()
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database\n")
+    uri, code, says = {
+        "text file": (f"sqlite:///{junk}", 2, "is not an SQLite database"),
+        "nbmlops store": (store_url, 2, "is an nbmlops store"),
+        "plain file path": (str(junk), 2, "is a file"),
+        "closed port": (f"http://127.0.0.1:{closed_port()}", 3, "did not answer"),
+        "missing database": (f"sqlite:///{tmp_path / 'nowhere' / 'm.db'}",
+                             2 if direction == "export" else 4,
+                             "no directory" if direction == "export" else "no MLflow tracking"),
+    }[kind]
+    res = nbmlops("--store", store_url, direction, "mlflow", "--tracking-uri", uri)
+    assert res.exit_code == code, res.output
+    assert says in one_error_line(res) and res.stdout == ""
+    assert junk.read_text() == "not a database\n"
+    assert not (tmp_path / "nowhere").exists()
+    assert Path(store_url[len("sqlite:///"):]).read_bytes() == before_db
+    assert store.list_runs().total == 1
+
+
+def test_import_with_a_bad_uri_creates_no_nbmlops_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh' / 'nbmlops.db'}"
+    res = nbmlops("--store", url, "import", "mlflow", "--tracking-uri",
+                  f"sqlite:///{tmp_path / 'absent.db'}")
+    assert res.exit_code == 4 and "no MLflow tracking store" in one_error_line(res)
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "absent.db").exists()
+
+
+def test_export_of_an_unknown_run_fails_before_mlflow_is_touched(
+    tmp_path: Path, store: Store, store_url: str,
+) -> None:
+    db = tmp_path / "new-mlflow.db"
+    res = nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri", f"sqlite:///{db}",
+                  "feedbeef")
+    assert res.exit_code == 4 and "no run 'feedbeef'" in one_error_line(res)
+    assert not db.exists()
+
+
+def test_missing_mlflow_names_the_extra(monkeypatch: pytest.MonkeyPatch, mlflow_uri: str,
+                                        store_url: str) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    res = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri)
+    assert res.exit_code == 1
+    assert "pip install 'nbmlops[mlflow]'" in one_error_line(res)
+
+
+def test_mlflow_is_imported_lazily() -> None:
+    code = ("import sys, nbmlops, nbmlops.interop, nbmlops.cli.interop, nbmlops.cli.export\n"
+            "from nbmlops.cli import cli\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'mlflow'], 'mlflow imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
