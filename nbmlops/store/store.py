@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,26 @@ class Store:
         self._registry: RegistryRepo | None = None
         self._validations: ValidationRepo | None = None
         self._monitoring: MonitorRepo | None = None
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        from ..openlineage import attach_if_configured
+
+        attach_if_configured(self)  # a few environment/file checks; openlineage is not imported
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``fn(event, payload)`` after each successful commit of a run start (``run_started``,
+        ``{"run": Run}``), a run end (``run_ended``, ``{"run_id", "status", "end_time"}``) or cell
+        records (``cells_recorded``, ``{"run_id", "records": [the CellRecords written]}``).
+        A listener's exception is logged, never raised."""
+        self._listeners.append(fn)
+
+    def _notify(self, event: str, payload: dict[str, Any]) -> None:
+        for fn in self._listeners:
+            try:
+                fn(event, payload)
+            except Exception:  # noqa: BLE001 - a listener never breaks a write
+                log.warning("store listener %r failed on %s", fn, event, exc_info=True)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -227,7 +247,17 @@ class Store:
             self._log_batch(s, rid, params=params, tags=tags)
             return rid
 
-        return self._sessions.write(work)
+        self._sessions.write(work)
+        if self._listeners:
+            self._notify("run_started", {"run": Run(
+                id=rid, name=name, experiment=exp_name, source=source, status="running",
+                start_time=start_time if start_time is not None else time.time(),
+                notebook_path=notebook_path, notebook_hash=notebook_hash,
+                parent_run_id=parent_run_id, git_commit=git_commit, git_dirty=git_dirty,
+                environment=environment, params=redact_mapping(params or {}),
+                tags=redact_mapping(tags or {}),
+            )})
+        return rid
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Change run fields (``name``, ``notebook_path``, ``notebook_hash``, ``git_*``...)."""
@@ -257,16 +287,19 @@ class Store:
         if status not in RUN_STATUSES or status == "running":
             raise InvalidArgumentError(f"cannot end a run with status {status!r}")
 
-        def work(s: Session) -> None:
+        def work(s: Session) -> float | None:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise NotFoundError(f"no run {run_id}")
             if only_if_running and row.status != "running":
-                return
+                return None
             row.status = status
             row.end_time = end_time if end_time is not None else time.time()
+            return row.end_time
 
-        self._sessions.write(work)
+        ended = self._sessions.write(work)
+        if ended is not None and self._listeners:
+            self._notify("run_ended", {"run_id": run_id, "status": status, "end_time": ended})
 
     def log_batch(
         self,
@@ -344,14 +377,20 @@ class Store:
         if not records:
             return []
 
+        written: list[CellRecord] = []
+
         def work(s: Session) -> list[int]:
             todo = list(records)
             if skip_existing:
                 have = cell_ids_by_seq(s, run_id, [r.seq for r in todo])
                 todo = [r for r in todo if r.seq not in have]
+            written[:] = todo  # a retried attempt replaces what a rolled-back one chose
             return self._record_cells(s, run_id, todo) if todo else []
 
-        return self._sessions.write(work)
+        ids = self._sessions.write(work)
+        if written and self._listeners:
+            self._notify("cells_recorded", {"run_id": run_id, "records": list(written)})
+        return ids
 
     def run_exists(self, run_id: str) -> bool:
         with self._sessions.read() as s:
