@@ -46,6 +46,7 @@ from .writer import (
     UpdateRun,
     in_thread,
 )
+from .writerproc import ProcessWriter
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -196,14 +197,17 @@ class CaptureSession(Configurable):
         self._last_snapshot: dict[str, int] | None = None
         self._location: StoreLocation | None = None
         self._journal: Journal | None = None
-        self._writer: BackgroundWriter | JournalOnlyWriter
+        self._writer: BackgroundWriter | JournalOnlyWriter | ProcessWriter
         external = os.environ.get("NBMLOPS_JOURNAL")
         if external:
             # headless: the process that started this kernel writes the store from the journal
             self._journal = Journal(Path(external).parent, "", path=Path(external))
             self._writer = JournalOnlyWriter(self._journal)
-        else:
+        elif os.environ.get("NBMLOPS_CAPTURE_WRITER", "process") == "thread":
             self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
+        else:
+            # interactive: a writer process follows the journal (nbmlops.capture.writerproc)
+            self._writer = ProcessWriter(lambda: self._journal, lambda: self.location)
         self._external = bool(external)
         self._reader: Store | None = None
         self._parameter_cells = set(filter(None, os.environ.get("NBMLOPS_PARAMETER_CELLS", "").split(",")))
@@ -237,14 +241,17 @@ class CaptureSession(Configurable):
         """Journal the operation (crash safety), then queue it for the writer."""
         journal = self._journal
         if journal is not None:
-            if not self._external and self._writer.pending == 0:
+            writer = self._writer
+            if type(writer) is BackgroundWriter and writer.pending == 0:
                 journal.truncate()
             journal.append(op)
         self._writer.submit(op)
 
     def store(self) -> Store:
         """The session's store for reading (after writing what is pending, briefly)."""
-        self._writer.flush(timeout=2.0)
+        # the writer process may still be starting (a fresh interpreter importing SQLAlchemy):
+        # wait for it, unless it already reported the store away
+        self._writer.flush(timeout=2.0 if self._writer.problem else 15.0)
         existing = self._writer.store()
         if existing is not None:
             return existing
@@ -393,6 +400,9 @@ class CaptureSession(Configurable):
 
         if self._journal is None:
             self._journal = Journal(self.location.journal_dir, self.run_id)
+            if type(self._writer) is ProcessWriter and self._journal._open() is None:
+                # no journal, no writer process: write from a thread in this kernel instead
+                self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
         self._submit(StartRun(self.run_id, kwargs))
         self._submit(UpdateRun(self.run_id, in_thread(collect)))
         self.state = "recording"
@@ -442,7 +452,8 @@ class CaptureSession(Configurable):
             "store": loc.describe(),
             "pending_writes": self._writer.pending,
             "store_problem": self._writer.problem,
-            "dropped_records": self._writer.dropped + self._writer.rejected,
+            "dropped_records": self._writer.dropped + self._writer.rejected
+            + (self._journal.dropped if self._journal is not None else 0),
             "internal_errors": sum(self.internal_errors.values()),
             "capture_ms_per_cell": round(self._hook_ms_per_cell(), 3),
         }
