@@ -119,6 +119,10 @@ class Emitter:
 
             client = self._get_client()
             events = build(item, self.settings.namespace)
+        except ImportError as exc:
+            self._drop(_weight(item), f"openlineage-python is not importable ({exc}); "
+                                      "install it with: pip install 'nbmlops[openlineage]'")
+            return
         except Exception as exc:  # noqa: BLE001
             log.debug("openlineage: could not build events", exc_info=True)
             self._drop(_weight(item), f"{type(exc).__name__}: {exc}")
