@@ -203,7 +203,7 @@ def test_mlflow_runs_imported_read_back_field_by_field_and_twice_adds_nothing(
     assert len(arts) == 2 and all(a.stored_path and Path(a.stored_path).is_file() for a in arts)
 
     again = nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri)
-    assert again.exit_code == 0 and "0 run(s) imported, 2 skipped" in again.stdout
+    assert again.exit_code == 0 and "0 run(s) imported, 0 updated, 2 skipped" in again.stdout
     with Store.open(store_url) as store:
         assert store.list_runs().total == 2
         assert len(store.metric_history(rid)) == 4
@@ -292,3 +292,75 @@ def test_mlflow_is_imported_lazily() -> None:
             "assert not [m for m in sys.modules if m.split('.')[0] == 'mlflow'], 'mlflow imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_run_exported_while_running_is_brought_up_to_date_and_children_name_parents(
+    tmp_path: Path, store: Store, store_url: str, mlflow_uri: str,
+) -> None:
+    from nbmlops.store.entities import MetricValue
+
+    parent = store.create_run(name="pipeline", source="pipeline", start_time=1000.0)
+    child = store.create_run(name="step-a", source="pipeline", parent_run_id=parent,
+                             params={"alpha": "1"}, start_time=1001.0)
+    store.log_batch(child, metrics=[MetricValue("loss", 0.9, 0, 1002.0)])
+    first = nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri", mlflow_uri,
+                    "--experiment", "team", "--json", parent, child[:8])
+    assert first.exit_code == 0, first.output
+    ids = {r["name"]: r["target_id"] for r in json.loads(first.stdout)["runs"]}
+    client = client_for(mlflow_uri)
+    copy = client.get_run(ids["step-a"])
+    assert copy.info.status == "RUNNING"
+    assert copy.data.tags["mlflow.parentRunId"] == ids["pipeline"]
+    assert client.get_experiment(copy.info.experiment_id).name == "team"
+
+    store.log_batch(child, params={"beta": "2"}, tags={"stage": "done"},
+                    metrics=[MetricValue("loss", 0.5, 1, 1003.0)])
+    store.end_run(child, "failed", end_time=1004.0)
+    store.end_run(parent, "failed", end_time=1005.0)
+    second = json.loads(nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri",
+                                mlflow_uri, "--json", child, parent).stdout)
+    assert second["created"] == 0 and second["updated"] == 2
+    step = next(r for r in second["runs"] if r["name"] == "step-a")
+    assert (step["params"], step["metrics"]) == (1, 1)  # only what the copy lacked
+    copy = client.get_run(ids["step-a"])
+    assert copy.info.status == "FAILED" and copy.info.end_time == 1_004_000
+    assert copy.data.params == {"alpha": "1", "beta": "2"}
+    assert copy.data.tags["stage"] == "done" and copy.data.tags["nbmlops.status"] == "failed"
+    assert [(m.step, m.value) for m in sorted(client.get_metric_history(ids["step-a"], "loss"),
+                                              key=lambda m: m.step)] == [(0, 0.9), (1, 0.5)]
+    third = json.loads(nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri",
+                               mlflow_uri, "--json").stdout)
+    assert third["created"] == third["updated"] == 0 and third["skipped"] == 2
+    assert len(all_mlflow_runs(client)) == 2
+
+
+def test_a_run_imported_while_running_is_brought_up_to_date(
+    tmp_path: Path, store_url: str, mlflow_uri: str,
+) -> None:
+    client = client_for(mlflow_uri)
+    run = client.create_run("0", run_name="training")
+    rid = run.info.run_id
+    client.log_metric(rid, "acc", 0.6, timestamp=5_000, step=0)
+    assert json.loads(nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri",
+                              mlflow_uri, "--json").stdout)["created"] == 1
+    with Store.open(store_url) as store:
+        assert store.get_run(rid).status == "running"
+
+    client.log_metric(rid, "acc", 0.8, timestamp=6_000, step=1)
+    client.log_param(rid, "epochs", "2")
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"\x00\x01")
+    client.log_artifact(rid, str(src))
+    client.set_terminated(rid, "FINISHED", end_time=7_000)
+    second = json.loads(nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri",
+                                mlflow_uri, "--json").stdout)
+    assert (second["created"], second["updated"]) == (0, 1)
+    assert second["runs"][0]["metrics"] == 1 and second["runs"][0]["artifacts"] == 1
+    with Store.open(store_url) as store:
+        ours = store.get_run(rid)
+        assert ours.status == "finished" and ours.end_time == pytest.approx(7.0)
+        assert ours.params == {"epochs": "2"}
+        assert [(m.step, m.value) for m in store.metric_history(rid)] == [(0, 0.6), (1, 0.8)]
+    third = json.loads(nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri",
+                               mlflow_uri, "--json").stdout)
+    assert third["skipped"] == 1 and third["updated"] == 0

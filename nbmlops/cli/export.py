@@ -219,12 +219,12 @@ def export_mlflow_command(ctx: click.Context, run_ids: tuple[str, ...], tracking
     store's copy, or the file itself if unchanged) and a lineage summary (artifact
     nbmlops/lineage.json: cells, variables, reads and writes). Each MLflow run is tagged
     nbmlops.run_id; runs exported before, or imported from that store, are skipped, so a second
-    export adds nothing.
+    export adds nothing; a copy taken while the run was running is brought up to date.
 
     \b
-    --json prints {"direction", "tracking_uri", "created", "skipped", "runs": [{"source_id",
-    "target_id", "name", "experiment", "action", "reason", "params", "metrics", "tags",
-    "artifacts", "left_out"}]}.
+    --json prints {"direction", "tracking_uri", "created", "updated", "skipped", "runs":
+    [{"source_id", "target_id", "name", "experiment", "action", "reason", "params", "metrics",
+    "tags", "artifacts", "left_out"}]}.
     """
     from ..interop.mlflow import export_to_mlflow
     from ._common import store_from

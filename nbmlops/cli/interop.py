@@ -42,12 +42,14 @@ def echo_report(report: TransferReport, as_json: bool) -> None:
             click.echo(f"skipped {r.source_id[:8]} {r.name}: {r.reason}"
                        + (f" (now {r.target_id[:8]})" if r.target_id else ""))
             continue
-        click.echo(f"{verb} {r.source_id[:8]} {r.name} -> {(r.target_id or '-')[:8]} "
+        what = verb if r.action == "created" else "updated"
+        click.echo(f"{what} {r.source_id[:8]} {r.name} -> {(r.target_id or '-')[:8]} "
                    f"[{r.experiment}]: {r.params} params, {r.metrics} metric values, "
                    f"{r.tags} tags, {r.artifacts} files")
         for what in r.left_out:
             click.echo(f"  left out: {what}", err=True)
-    click.echo(f"{report.created} run(s) {verb}, {report.skipped} skipped "
+    click.echo(f"{report.created} run(s) {verb}, {report.updated} updated, "
+               f"{report.skipped} skipped "
                f"({'to' if report.direction == 'export' else 'from'} {report.tracking_uri})")
 
 
@@ -69,12 +71,12 @@ def import_mlflow_command(ctx: click.Context, tracking_uri: str, experiment: str
     Each run keeps its MLflow run id, its name, status, times, params, full metric histories
     (steps and timestamps), tags and files, in the experiment of the same name; it is tagged
     mlflow.run_id. Runs imported before, or exported from this store, are skipped, so a second
-    import adds nothing.
+    import adds nothing; a run imported while it was running is brought up to date.
 
     \b
-    --json prints {"direction", "tracking_uri", "created", "skipped", "runs": [{"source_id",
-    "target_id", "name", "experiment", "action", "reason", "params", "metrics", "tags",
-    "artifacts", "left_out"}]}.
+    --json prints {"direction", "tracking_uri", "created", "updated", "skipped", "runs":
+    [{"source_id", "target_id", "name", "experiment", "action", "reason", "params", "metrics",
+    "tags", "artifacts", "left_out"}]}.
     """
     from ..interop.mlflow import import_from_mlflow, open_client
     from ._common import writable_store

@@ -83,7 +83,7 @@ class TransferredRun:
     target_id: str | None
     name: str
     experiment: str
-    #: created | skipped
+    #: created | updated | skipped
     action: str
     reason: str | None = None
     params: int = 0
@@ -108,12 +108,16 @@ class TransferReport:
         return sum(r.action == "created" for r in self.runs)
 
     @property
+    def updated(self) -> int:
+        return sum(r.action == "updated" for r in self.runs)
+
+    @property
     def skipped(self) -> int:
         return sum(r.action == "skipped" for r in self.runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "tracking_uri": self.tracking_uri,
-                "created": self.created, "skipped": self.skipped,
+                "created": self.created, "updated": self.updated, "skipped": self.skipped,
                 "runs": [r.to_dict() for r in self.runs]}
 
 
@@ -313,23 +317,27 @@ def _runs_to_export(store: Store, run_ids: Sequence[str], experiment: str | None
     return sorted(runs, key=lambda r: (r.start_time, r.id))  # parents before children
 
 
-def _exported_copy(client: MlflowClient, exp_ids: list[str], run: Run) -> str | None:
-    """The MLflow run already holding ``run`` (exported before, or imported from there)."""
+def _find_exported(client: MlflowClient, exp_ids: list[str], run_id: str) -> Any | None:
+    """The active MLflow run tagged as the export of nbmlops run ``run_id``, if any."""
+    if not exp_ids:
+        return None
+    hits = client.search_runs(exp_ids, filter_string=f"tags.`{EXPORT_TAG}` = {_quoted(run_id)}",
+                              max_results=1)
+    return hits[0] if hits else None
+
+
+def _imported_from(client: MlflowClient, run: Run) -> Any | None:
+    """The active MLflow run ``run`` was imported from, when it is in this tracking store."""
     from mlflow.exceptions import MlflowException
 
     origin = run.tags.get(IMPORT_TAG)
-    if origin:
-        try:
-            found = client.get_run(origin)
-            if found.info.lifecycle_stage == "active":
-                return str(found.info.run_id)
-        except MlflowException:
-            pass
-    if not exp_ids:
+    if not origin:
         return None
-    hits = client.search_runs(exp_ids, filter_string=f"tags.`{EXPORT_TAG}` = {_quoted(run.id)}",
-                              max_results=1)
-    return str(hits[0].info.run_id) if hits else None
+    try:
+        found = client.get_run(origin)
+    except MlflowException:
+        return None
+    return found if found.info.lifecycle_stage == "active" else None
 
 
 def _lineage_summary(store: Store, run: Run) -> tuple[dict[str, Any], list[Any]]:
@@ -391,64 +399,101 @@ def _unique_name(name: str, taken: set[str], digest: str) -> str:
     return f"{stem}-{digest[:8]}{dot}{ext}"
 
 
-def _export_run(store: Store, client: MlflowClient, run: Run, exp_id: str,
-                parent_mlflow_id: str | None) -> TransferredRun:
+def _fill_export(store: Store, client: MlflowClient, run: Run, mid: str, *,
+                 have: Any | None = None) -> tuple[int, int, int, list[str]]:
+    """Log ``run``'s params, metric history, files and lineage summary into MLflow run ``mid``
+    (``have``: the MLflow run as it is, when refreshing a copy: only what it lacks is logged);
+    end it when ``run`` has ended. Returns (params, metric values, files, left out)."""
     from mlflow.entities import Metric, Param
 
+    left_out: list[str] = []
+    old_params: dict[str, str] = dict(have.data.params) if have is not None else {}
+    seen: set[tuple[str, int, int, float]] = set()
+    if have is not None:
+        for key in have.data.metrics:
+            seen.update((m.key, int(m.step), int(m.timestamp), float(m.value))
+                        for m in client.get_metric_history(mid, key))
+    params = []
+    for k, v in sorted(run.params.items()):
+        if k not in old_params:
+            params.append(Param(k, _text(v)))
+        elif old_params[k] != _text(v):
+            left_out.append(f"param {k}: MLflow keeps its first value {old_params[k]!r}")
+    for chunk in _chunks(params, _MAX_PARAMS):
+        client.log_batch(mid, params=list(chunk))
+    metrics = []
+    for m in store.metric_history(run.id):
+        ts = _ms(m.timestamp) or 0
+        if (m.key, m.step, ts, m.value) in seen:
+            continue
+        seen.add((m.key, m.step, ts, m.value))
+        metrics.append(Metric(m.key, m.value, ts, m.step))
+    for chunk in _chunks(metrics, _MAX_METRICS):
+        client.log_batch(mid, metrics=list(chunk))
+    summary, cells = _lineage_summary(store, run)
+    n_files = 0
+    with tempfile.TemporaryDirectory(prefix="nbmlops-mlflow-") as tmp:
+        root = Path(tmp)
+        files = root / FILES_DIR
+        taken: set[str] = set()
+        done: set[str] = set()
+        for cell in cells:
+            for art in cell.writes:
+                if art.fingerprint in done:
+                    continue
+                local = _local_copy(store, art.fingerprint, art.uri, art.stored_path)
+                if local is None:
+                    left_out.append(f"{art.uri}: no stored copy, and the file changed or is gone")
+                    continue
+                name = _unique_name(Path(art.uri).name or "file", taken, art.fingerprint[7:])
+                taken.add(name)
+                done.add(art.fingerprint)
+                files.mkdir(exist_ok=True)
+                shutil.copyfile(local, files / name)
+                n_files += 1
+        summary["files"] = sorted(taken)
+        lineage = root / LINEAGE_ARTIFACT
+        lineage.parent.mkdir(parents=True)
+        lineage.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+        client.log_artifacts(mid, str(root))
+    if run.status != "running":
+        client.set_terminated(mid, _TO_MLFLOW_STATUS[run.status], end_time=_ms(run.end_time))
+    return len(params), len(metrics), n_files + 1, left_out
+
+
+def _export_run(store: Store, client: MlflowClient, run: Run, exp_id: str,
+                parent_mlflow_id: str | None) -> TransferredRun:
     tags = _export_tags(run, parent_mlflow_id)
     mr = client.create_run(exp_id, start_time=_ms(run.start_time), tags=tags, run_name=run.name)
     mid = str(mr.info.run_id)
-    left_out: list[str] = []
     try:
-        params = [Param(k, _text(v)) for k, v in sorted(run.params.items())]
-        for chunk in _chunks(params, _MAX_PARAMS):
-            client.log_batch(mid, params=list(chunk))
-        seen: set[tuple[str, int, int, float]] = set()
-        metrics = []
-        for m in store.metric_history(run.id):
-            ts = _ms(m.timestamp) or 0
-            if (m.key, m.step, ts, m.value) in seen:
-                continue
-            seen.add((m.key, m.step, ts, m.value))
-            metrics.append(Metric(m.key, m.value, ts, m.step))
-        for chunk in _chunks(metrics, _MAX_METRICS):
-            client.log_batch(mid, metrics=list(chunk))
-        summary, cells = _lineage_summary(store, run)
-        n_files = 0
-        with tempfile.TemporaryDirectory(prefix="nbmlops-mlflow-") as tmp:
-            root = Path(tmp)
-            files = root / FILES_DIR
-            taken: set[str] = set()
-            done: set[str] = set()
-            for cell in cells:
-                for art in cell.writes:
-                    if art.fingerprint in done:
-                        continue
-                    local = _local_copy(store, art.fingerprint, art.uri, art.stored_path)
-                    if local is None:
-                        left_out.append(f"{art.uri}: no stored copy, and the file changed or "
-                                        "is gone")
-                        continue
-                    name = _unique_name(Path(art.uri).name or "file", taken, art.fingerprint[7:])
-                    taken.add(name)
-                    done.add(art.fingerprint)
-                    files.mkdir(exist_ok=True)
-                    shutil.copyfile(local, files / name)
-                    n_files += 1
-            summary["files"] = sorted(taken)
-            lineage = root / LINEAGE_ARTIFACT
-            lineage.parent.mkdir(parents=True)
-            lineage.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
-            client.log_artifacts(mid, str(root))
-        if run.status != "running":
-            client.set_terminated(mid, _TO_MLFLOW_STATUS[run.status], end_time=_ms(run.end_time))
+        n_params, n_metrics, n_files, left_out = _fill_export(store, client, run, mid)
     except BaseException:
         client.delete_run(mid)  # a half-copied run must not be taken as exported next time
         raise
     return TransferredRun(
         source_id=run.id, target_id=mid, name=run.name, experiment=run.experiment,
-        action="created", params=len(params), metrics=len(metrics), tags=len(tags),
-        artifacts=n_files + 1, left_out=left_out,
+        action="created", params=n_params, metrics=n_metrics, tags=len(tags),
+        artifacts=n_files, left_out=left_out,
+    )
+
+
+def _refresh_export(store: Store, client: MlflowClient, run: Run, have: Any,
+                    parent_mlflow_id: str | None) -> TransferredRun:
+    """Bring an MLflow copy taken while the run was running up to date."""
+    from mlflow.entities import RunTag
+
+    mid = str(have.info.run_id)
+    tags = _export_tags(run, parent_mlflow_id)
+    new_tags = [RunTag(k, v) for k, v in sorted(tags.items()) if have.data.tags.get(k) != v]
+    for chunk in _chunks(new_tags, _MAX_TAGS):
+        client.log_batch(mid, tags=list(chunk))
+    n_params, n_metrics, n_files, left_out = _fill_export(store, client, run, mid, have=have)
+    return TransferredRun(
+        source_id=run.id, target_id=mid, name=run.name, experiment=run.experiment,
+        action="updated", reason="the copy was taken while the run was running",
+        params=n_params, metrics=n_metrics, tags=len(new_tags), artifacts=n_files,
+        left_out=left_out,
     )
 
 
@@ -483,19 +528,33 @@ def export_to_mlflow(store: Store, tracking_uri: str, run_ids: Sequence[str] = (
     mapped: dict[str, str] = {}
     out: list[TransferredRun] = []
     for run in runs:
-        have = _exported_copy(client, exp_ids, run)
-        if have is not None:
-            mapped[run.id] = have
+        parent = None
+        if run.parent_run_id:
+            parent = mapped.get(run.parent_run_id)
+            if parent is None:
+                found = _find_exported(client, exp_ids, run.parent_run_id)
+                parent = str(found.info.run_id) if found is not None else None
+        came_from = _imported_from(client, run)
+        if came_from is not None:
+            mapped[run.id] = str(came_from.info.run_id)
             out.append(TransferredRun(
-                source_id=run.id, target_id=have, name=run.name, experiment=run.experiment,
-                action="skipped", reason=("imported from this MLflow store"
-                                          if run.tags.get(IMPORT_TAG) == have
-                                          else "exported before")))
+                source_id=run.id, target_id=mapped[run.id], name=run.name,
+                experiment=run.experiment, action="skipped",
+                reason="imported from this MLflow store"))
+            continue
+        have = _find_exported(client, exp_ids, run.id)
+        if have is not None:
+            mapped[run.id] = str(have.info.run_id)
+            if have.info.status == "RUNNING":
+                out.append(_refresh_export(store, client, run, have, parent))
+            else:
+                out.append(TransferredRun(
+                    source_id=run.id, target_id=mapped[run.id], name=run.name,
+                    experiment=run.experiment, action="skipped", reason="exported before"))
             continue
         exp_id = _experiment_id(client, experiment or run.experiment, cache)
         if exp_id not in exp_ids:
             exp_ids.append(exp_id)
-        parent = mapped.get(run.parent_run_id or "")
         done = _export_run(store, client, run, exp_id, parent)
         mapped[run.id] = done.target_id or ""
         out.append(done)
@@ -527,18 +586,20 @@ def _walk_artifacts(client: MlflowClient, run_id: str, path: str | None = None) 
             yield str(info.path)
 
 
-def _import_run(store: Store, client: MlflowClient, mr: Any, experiment: str,
-                files_root: Path) -> TransferredRun:
+def _import_tags(mr: Any) -> dict[str, str]:
+    tags: dict[str, str] = {k: v for k, v in mr.data.tags.items() if k != "mlflow.runName"}
+    tags[IMPORT_TAG] = str(mr.info.run_id)
+    tags["mlflow.experiment_id"] = str(mr.info.experiment_id)
+    return tags
+
+
+def _fill_import(store: Store, client: MlflowClient, mr: Any, files_root: Path, *,
+                 refresh: bool) -> tuple[int, int, list[str]]:
+    """Copy MLflow run ``mr``'s metric history and files into nbmlops run of the same id, and
+    end it when ``mr`` has ended (``refresh``: the run exists: only what it lacks is added).
+    Returns (metric values, files, left out)."""
     info, data = mr.info, mr.data
     rid = str(info.run_id)
-    tags: dict[str, str] = {k: v for k, v in data.tags.items() if k != "mlflow.runName"}
-    tags[IMPORT_TAG] = rid
-    tags["mlflow.experiment_id"] = str(info.experiment_id)
-    name = info.run_name or data.tags.get("mlflow.runName") or rid[:8]
-    source = tags.get("nbmlops.source", "interactive")
-    notebook = tags.get("nbmlops.notebook_path") or (
-        tags.get("mlflow.source.name") if tags.get("mlflow.source.type") == "NOTEBOOK" else None)
-    parent = tags.get("mlflow.parentRunId")
     left_out: list[str] = []
     metrics: list[MetricValue] = []
     for key in sorted(data.metrics):
@@ -548,6 +609,43 @@ def _import_run(store: Store, client: MlflowClient, mr: Any, experiment: str,
                 continue
             metrics.append(MetricValue(key=key, value=float(m.value), step=int(m.step),
                                        timestamp=m.timestamp / 1000.0))
+    if refresh:
+        have = {(m.key, m.step, m.timestamp) for m in store.metric_history(rid)}
+        metrics = [m for m in metrics if (m.key, m.step, m.timestamp) not in have]
+    if metrics:
+        store.log_batch(rid, metrics=metrics)
+    n_files = 0
+    dest = files_root / rid / "mlflow-artifacts"
+    for rel in _walk_artifacts(client, rid):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            left_out.append(f"artifact {rel}: path outside the run's directory")
+            continue
+        into = dest.joinpath(*Path(rel).parent.parts)  # MLflow drops the directories
+        if refresh and (into / Path(rel).name).is_file():
+            continue
+        into.mkdir(parents=True, exist_ok=True)
+        local = Path(client.download_artifacts(rid, rel, str(into)))
+        if local.is_file():
+            store.log_artifact(rid, local)
+            n_files += 1
+        else:
+            left_out.append(f"artifact {rel}: not downloaded")
+    status = _FROM_MLFLOW_STATUS.get(str(info.status), "failed")
+    if status != "running":
+        store.end_run(rid, status, end_time=(info.end_time / 1000.0) if info.end_time else None)
+    return len(metrics), n_files, left_out
+
+
+def _import_run(store: Store, client: MlflowClient, mr: Any, experiment: str,
+                files_root: Path) -> TransferredRun:
+    info, data = mr.info, mr.data
+    rid = str(info.run_id)
+    tags = _import_tags(mr)
+    name = info.run_name or data.tags.get("mlflow.runName") or rid[:8]
+    source = tags.get("nbmlops.source", "interactive")
+    notebook = tags.get("nbmlops.notebook_path") or (
+        tags.get("mlflow.source.name") if tags.get("mlflow.source.type") == "NOTEBOOK" else None)
+    parent = tags.get("mlflow.parentRunId")
     store.create_run(
         name=name, experiment=experiment,
         source=source if source in RUN_SOURCES else "interactive",
@@ -557,30 +655,27 @@ def _import_run(store: Store, client: MlflowClient, mr: Any, experiment: str,
         parent_run_id=parent if parent and store.run_exists(parent) else None,
         tags=tags, params=dict(data.params), run_id=rid, start_time=(info.start_time or 0) / 1000.0,
     )
-    store.log_batch(rid, metrics=metrics)
-    n_files = 0
-    paths = list(_walk_artifacts(client, rid))
-    if paths:
-        dest = files_root / rid / "mlflow-artifacts"
-        dest.mkdir(parents=True, exist_ok=True)
-        for rel in paths:
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                left_out.append(f"artifact {rel}: path outside the run's directory")
-                continue
-            into = dest.joinpath(*Path(rel).parent.parts)  # MLflow drops the directories
-            into.mkdir(parents=True, exist_ok=True)
-            local = Path(client.download_artifacts(rid, rel, str(into)))
-            if local.is_file():
-                store.log_artifact(rid, local)
-                n_files += 1
-            else:
-                left_out.append(f"artifact {rel}: not downloaded")
-    status = _FROM_MLFLOW_STATUS.get(str(info.status), "failed")
-    if status != "running":
-        store.end_run(rid, status, end_time=(info.end_time / 1000.0) if info.end_time else None)
+    n_metrics, n_files, left_out = _fill_import(store, client, mr, files_root, refresh=False)
     return TransferredRun(
         source_id=rid, target_id=rid, name=name, experiment=experiment, action="created",
-        params=len(data.params), metrics=len(metrics), tags=len(tags), artifacts=n_files,
+        params=len(data.params), metrics=n_metrics, tags=len(tags), artifacts=n_files,
+        left_out=left_out,
+    )
+
+
+def _refresh_import(store: Store, client: MlflowClient, mr: Any, ours: Run,
+                    files_root: Path) -> TransferredRun:
+    """Bring a run imported while it was running in MLflow up to date."""
+    rid = str(mr.info.run_id)
+    tags = {k: v for k, v in _import_tags(mr).items() if ours.tags.get(k) != v}
+    params = {k: v for k, v in mr.data.params.items() if ours.params.get(k) != v}
+    if tags or params:
+        store.log_batch(rid, params=params, tags=tags)
+    n_metrics, n_files, left_out = _fill_import(store, client, mr, files_root, refresh=True)
+    return TransferredRun(
+        source_id=rid, target_id=rid, name=ours.name, experiment=ours.experiment,
+        action="updated", reason="imported while the MLflow run was running",
+        params=len(params), metrics=n_metrics, tags=len(tags), artifacts=n_files,
         left_out=left_out,
     )
 
@@ -623,8 +718,12 @@ def import_from_mlflow(store: Store, tracking_uri: str, *, experiment: str | Non
                                           reason="run id is not 32 hex characters"))
                 continue
             if store.run_exists(rid):
-                out.append(TransferredRun(rid, rid, name, exp.name, "skipped",
-                                          reason="imported before"))
+                ours = store.get_run(rid)
+                if ours.status == "running" and ours.tags.get(IMPORT_TAG) == rid:
+                    out.append(_refresh_import(store, client, mr, ours, files_root))
+                else:
+                    out.append(TransferredRun(rid, rid, name, exp.name, "skipped",
+                                              reason="imported before"))
                 continue
             out.append(_import_run(store, client, mr, exp.name, files_root))
             log.info("imported MLflow run %s", rid)
