@@ -249,7 +249,8 @@ def secret_warning(cell: str, findings: list[str]) -> str:
     )
 
 
-_ASSIGNED = re.compile(r"""(?:([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)|(['"])(\w+)\2\s*[\]:,][\s=]*)\s*[rRuUbBfF]{0,2}['"]{1,3}$""")
+_ASSIGNED = re.compile(
+    r"(?:([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)|(['\"])(\w+)\2\s*[\]:,][\s=]*)\s*[rRuUbBfF]{0,2}['\"]{1,3}[^'\"\n]*$")
 
 
 def secrets_in(stored: str) -> list[str]:
