@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,24 +12,60 @@ import pytest
 from nbmlops.execute import ExecutionResult, execute_notebook
 from nbmlops.store import Store
 
+#: Team mode (``NBMLOPS_TEST_TEAM=1``): the store fixtures give each test a fresh database on
+#: the throwaway PostgreSQL (tests/_postgres.py) and a fresh ``s3://`` prefix on a moto server
+#: (tests/_s3.py), exported as NBMLOPS_STORE_URL / NBMLOPS_ARTIFACT_URL so that kernels and
+#: subprocesses inherit them. See docs/storage.md ("Team mode tests").
+TEAM = os.environ.get("NBMLOPS_TEST_TEAM") == "1"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test may touch a developer's real store: default everything into tmp_path."""
     for var in ("NBMLOPS_STORE_URL", "NBMLOPS_ARTIFACT_URL", "NBMLOPS_RUN_ID",
-                "NBMLOPS_RUN_NAME", "NBMLOPS_NOTEBOOK_PATH", "JPY_SESSION_NAME"):
+                "NBMLOPS_RUN_NAME", "NBMLOPS_NOTEBOOK_PATH", "JPY_SESSION_NAME",
+                "NBMLOPS_CACHE_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    if TEAM:
+        from ._s3 import fresh_prefix
+
+        monkeypatch.setenv("NBMLOPS_ARTIFACT_URL", fresh_prefix())
+        monkeypatch.setenv("NBMLOPS_CACHE_DIR", str(tmp_path / "artifact-cache"))
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store' / 'nbmlops.db'}"
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if not TEAM:
+        yield f"sqlite:///{tmp_path / 'store' / 'nbmlops.db'}"
+        return
+    from ._postgres import fresh_database
+
+    name = f"t_{uuid.uuid4().hex[:20]}"
+    url = fresh_database(os.environ["NBMLOPS_TEST_POSTGRES_URL"], name)
+    monkeypatch.setenv("NBMLOPS_STORE_URL", url)
+    yield url
+    try:
+        _drop_database(url)
+    except Exception:  # noqa: BLE001 - the cluster is deleted at the end of the session anyway
+        pass
+
+
+def _drop_database(url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    admin = u.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
 
 
 @pytest.fixture
 def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(store_url, tmp_path / "store" / "artifacts")
+    artifacts = os.environ["NBMLOPS_ARTIFACT_URL"] if TEAM else tmp_path / "store" / "artifacts"
+    s = Store.open(store_url, artifacts)
     yield s
     s.close()
 
@@ -112,7 +149,35 @@ _postgres = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Start a throwaway PostgreSQL (when installed) so the store contract also runs on it."""
+    """Start a throwaway PostgreSQL (when installed) so the store contract also runs on it;
+    in team mode also the S3 server, and refuse to run without either."""
+    _start_postgres()
+    if TEAM:
+        from ._s3 import shared_server
+
+        if not os.environ.get("NBMLOPS_TEST_POSTGRES_URL"):
+            raise pytest.UsageError("NBMLOPS_TEST_TEAM=1 needs PostgreSQL (postgresql and "
+                                    "psycopg installed, or NBMLOPS_TEST_POSTGRES_URL)")
+        shared_server()  # exports AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_ENDPOINT_URL
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Team mode runs the PostgreSQL side of suites parametrised over both stores."""
+    if not TEAM:
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if params is not None and params.params.get("location") == "sqlite":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _start_postgres() -> None:
     global _postgres
     if os.environ.get("NBMLOPS_TEST_POSTGRES_URL") or os.environ.get("NBMLOPS_TEST_NO_POSTGRES"):
         return
@@ -135,6 +200,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if TEAM:
+        from ._s3 import stop_shared_server
+
+        stop_shared_server()
     if _postgres is not None:
         _postgres.stop()
         os.environ.pop("NBMLOPS_TEST_POSTGRES_URL", None)

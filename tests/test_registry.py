@@ -41,6 +41,7 @@ from nbmlops.registry import (
     version_lineage,
 )
 from nbmlops.registry.loading import class_of_file, detect_format
+from nbmlops.registry.service import stored_file
 from nbmlops.store import Store
 from nbmlops.store.entities import ArtifactIO, Estimator
 
@@ -88,8 +89,8 @@ def test_register_promote_rollback_history(store: Store, tree: Any, iris: Any) -
     assert (v1.model, v1.version, v1.format, v1.uri) == ("iris", 1, "skops", "models:/iris/1")
     assert v1.aliases == ["champion"]
     assert v1.model_class == "sklearn.tree._classes.DecisionTreeClassifier"
-    assert v1.digest == hashlib.sha256(Path(v1.stored_path).read_bytes()).hexdigest()
-    assert Path(v1.stored_path) == store.artifacts.path_for(v1.digest).resolve()
+    assert v1.digest == hashlib.sha256(stored_file(store, v1).read_bytes()).hexdigest()
+    assert v1.stored_path == store.artifacts.uri_for(v1.digest)  # a path, or s3://... (team mode)
     # signature: the columns and dtypes of the data it was fitted on, and the output kind
     sig = v1.signature
     assert sig["fitted_on"] == ["X_train", "y_train"] and sig["source"] == "data"
@@ -279,7 +280,7 @@ def test_alias_to_missing_version_changes_nothing(store: Store, tree: Any, iris:
 
 def test_changed_model_file_is_refused_and_left_alone(store: Store, tree: Any, iris: Any) -> None:  # noqa: F811
     v = register(store, tree, "m", namespace=ns_for(tree, iris), alias="champion")
-    path = Path(v.stored_path)
+    path = stored_file(store, v)  # the local file (team mode: the S3 object's cached copy)
     tampered = path.read_bytes()[:-10] + b"0123456789"
     path.write_bytes(tampered)
     before = snapshot(store)
@@ -288,6 +289,8 @@ def test_changed_model_file_is_refused_and_left_alone(store: Store, tree: Any, i
     assert err.value.exit_code == 3 and "\n" not in str(err.value)
     assert path.read_bytes() == tampered and snapshot(store) == before
     path.unlink()
+    if store.artifacts.remote:  # team mode: gone from the bucket too, not only from the cache
+        store.artifacts._remote().rm(store.artifacts._path(v.digest))
     with pytest.raises(ModelFileChangedError, match="is missing"):
         load_model("models:/m/1", store=store)
 

@@ -63,7 +63,8 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> StoreLocation:
         if url is None:
             pytest.skip("NBMLOPS_TEST_POSTGRES_URL is not set")
         reset_postgres(url)
-        return StoreLocation(url=url, artifact_root=tmp_path / "artifacts")
+        return StoreLocation(url=url, artifact_root=os.environ.get("NBMLOPS_ARTIFACT_URL")
+                             or tmp_path / "artifacts")  # team mode: s3:// (conftest.py)
     return sqlite_location(tmp_path)
 
 
