@@ -191,6 +191,12 @@ def assert_no_secret_in(root: Path, *, skip_notebooks: bool = False) -> int:
     return count
 
 
+def db_dir(store: Store) -> Path:
+    """The directory of the SQLite database: the .db, its WAL, the journal directory, artifacts."""
+    assert store.location.sqlite_path is not None
+    return store.location.sqlite_path.parent
+
+
 def recorded_parts(nb: object) -> str:
     """What nbmlops adds to an executed notebook: its metadata and the cells' outputs."""
     return json.dumps([nb["metadata"], [c.get("outputs", []) for c in nb["cells"]]])  # type: ignore[index]
@@ -201,7 +207,7 @@ def test_notebook_run_stores_no_secret_and_export_and_reproduce_name_the_variabl
     tmp_path: Path, store_url: str, store: Store
 ) -> None:
     proj = tmp_path / "proj"
-    make_notebook(proj / "secret.ipynb", CELLS)
+    make_notebook(proj / "secret.ipynb", [*CELLS])
     proc = nbmlops("--store", store_url, "run", "secret.ipynb", "--json", cwd=proj)
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run_id"]
@@ -250,8 +256,10 @@ def test_notebook_run_stores_no_secret_and_export_and_reproduce_name_the_variabl
     assert "secret" in proc.stdout and "set DB_PASSWORD; read os.environ['DB_PASSWORD']" in proc.stdout
 
     # the database (and its WAL), the journal directory, kernel logs: not one secret byte
-    assert assert_no_secret_in(store.location.sqlite_path.parent, skip_notebooks=True) >= 2
-    assert_no_secret_in(proj / ".nbmlops", skip_notebooks=True) if (proj / ".nbmlops").exists() else None
+    assert assert_no_secret_in(db_dir(store), skip_notebooks=True) >= 2
+    assert store.location.journal_dir.parent == db_dir(store)
+    if (proj / ".nbmlops").exists():
+        assert_no_secret_in(proj / ".nbmlops", skip_notebooks=True)
 
 
 @pytest.mark.kernel
@@ -281,7 +289,7 @@ def test_pipeline_step_with_a_secret_is_cached_and_goes_stale_when_the_code_chan
     sources = {(c.source, c.source_hash) for r in steps for c in store.cell_executions(r.id) if c.seq == 0}
     assert {s for s, _ in sources} == {"API_TOKEN = '<redacted:API_TOKEN>'"}
     assert len({h for _, h in sources}) == 2  # one redacted text, two originals told apart
-    assert_no_secret_in(store.location.sqlite_path.parent, skip_notebooks=True)
+    assert_no_secret_in(db_dir(store), skip_notebooks=True)
 
 
 # -- the kernel side: the journal never holds the secret, one warning per session ---------------
@@ -343,4 +351,4 @@ def test_journal_holds_the_marker_not_the_secret_and_the_warning_shows_once(
     sources = [c.source for c in store.cell_executions(session.run_id or "")]
     assert sources == ["import os\nAPI_TOKEN = '<redacted:API_TOKEN>'", "%env DB_PASSWORD=<redacted:DB_PASSWORD>",
                        "aws = '<redacted:aws-access-key>'"]
-    assert_no_secret_in(store.location.sqlite_path.parent)
+    assert_no_secret_in(db_dir(store))
