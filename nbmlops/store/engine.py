@@ -255,8 +255,11 @@ def _unreachable_message(text: str, location: StoreLocation) -> str | None:
 
 
 def is_locked_error(exc: BaseException) -> bool:
+    """A lock the transaction may retry after: SQLite busy, or PostgreSQL's deadlock and
+    serialization failures (the server rolled the transaction back; running it again is safe)."""
     text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
+    return ("database is locked" in text or "database is busy" in text or "sqlite_busy" in text
+            or "deadlock detected" in text or "could not serialize access" in text)
 
 
 def map_db_error(exc: BaseException, location: StoreLocation) -> Exception:
@@ -479,6 +482,27 @@ def ensure_schema(
             raise map_db_error(exc, location) from exc
         except SQLAlchemyError as exc:
             raise map_db_error(exc, location) from exc
+
+
+def insert_ignore_many(s: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """:func:`insert_ignore` of several rows in one statement, in the order of their first
+    column's value (two writers inserting overlapping keys then lock them in the same order: on
+    PostgreSQL they wait for each other instead of deadlocking)."""
+    if not rows:
+        return
+    first = next(iter(rows[0]))
+    rows = sorted(rows, key=lambda r: r[first])
+    dialect = s.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        for row in rows:
+            insert_ignore(s, model, row)
+        return
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    for i in range(0, len(rows), 200):  # well inside SQLite's bound-parameter limit
+        s.execute(insert(model).values(rows[i:i + 200]).on_conflict_do_nothing())
 
 
 def insert_ignore(s: Session, model: type[Any], values: dict[str, Any]) -> None:

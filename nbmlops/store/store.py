@@ -29,6 +29,7 @@ from .engine import (
     SessionManager,
     ensure_schema,
     insert_ignore,
+    insert_ignore_many,
     make_engine,
     sqlite_closed,
     sqlite_opened,
@@ -402,9 +403,8 @@ class Store:
         hashes = [r.source_hash or source_hash(r.source) for r in records]
         sources = dict(zip(hashes, (r.source for r in records), strict=True))
         have = set(s.scalars(select(CellSourceRow.hash).where(CellSourceRow.hash.in_(list(sources)))))
-        for h, src in sources.items():
-            if h not in have:
-                insert_ignore(s, CellSourceRow, {"hash": h, "source": src})
+        insert_ignore_many(s, CellSourceRow, [  # one statement (PostgreSQL: one round trip)
+            {"hash": h, "source": src} for h, src in sources.items() if h not in have])
         s.execute(
             insert(CellExecutionRow),
             [
