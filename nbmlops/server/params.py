@@ -37,7 +37,8 @@ class QueryArgs:
         unknown = sorted(set(raw) - set(allowed) - _IGNORED - busters)
         if unknown:
             raise InvalidArgumentError(
-                f"unknown query parameter(s) {', '.join(unknown)}; "
+                f"unknown query parameter(s) "
+                f"{', '.join(u if u.isprintable() else repr(u) for u in unknown)}; "
                 f"this endpoint takes: {', '.join(sorted(allowed)) or 'none'}"
             )
         self._raw = raw
