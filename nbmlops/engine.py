@@ -42,7 +42,7 @@ from papermill.utils import merge_kwargs, remove_args
 
 from .config import StoreLocation, resolve_location
 from .execute import CapturingClient, HeadlessCapture
-from .redact import redact_cell
+from .redact import redact_cell, redact_source
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def _finish_run(
                     seq=seq, source=source, source_hash=original_hash, start_time=start, duration=duration,
                     status="ok" if how == "ok" else "error", cell_id=cell.get("id"),
                     execution_count=cell.get("execution_count"),
-                    error_name=ename, error_value=_last_line(evalue) if evalue else None,
+                    error_name=ename, error_value=redact_source(_last_line(evalue))[0] if evalue else None,
                     tags={"nbmlops.recorded_by": "client"},
                 ))
             if missing:

@@ -28,7 +28,7 @@ from traitlets.config import Configurable
 
 from ..config import StoreLocation, resolve_location
 from ..errors import InvalidArgumentError
-from ..redact import redact_cell, secret_warning
+from ..redact import redact_cell, redact_source, secret_warning
 from ..store.entities import RUN_SOURCES, ArtifactIO, CellRecord, Estimator, MetricValue
 from .analysis import CellNames, analyze_cell
 from .instrument import Instrumentation, splice_traceback
@@ -733,7 +733,7 @@ class CaptureSession(Configurable):
             cell_id=cell.cell_id,
             execution_count=getattr(result, "execution_count", None),
             error_name=type(error).__name__ if error is not None else None,
-            error_value=str(error) if error is not None else None,
+            error_value=redact_source(str(error))[0] if error is not None else None,
             vars_defined=sorted(defined),
             vars_used=sorted(used),
             var_sources=var_sources,
