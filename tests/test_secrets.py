@@ -331,6 +331,8 @@ def test_journal_holds_the_marker_not_the_secret_and_the_warning_shows_once(
         assert shell.run_cell(CELLS[0]).success
         assert shell.run_cell("%env DB_PASSWORD=" + DB_PW).success
         assert shell.run_cell(f"aws = '{AWS}'").success
+        assert shell.run_cell(f"url = '{URL}'").success
+        assert not shell.run_cell("raise ConnectionError('cannot reach ' + url)").success
         assert shell.user_ns["API_TOKEN"] == TOKEN and shell.user_ns["aws"] == AWS  # ran unchanged
         journal = b"".join(p.read_bytes() for p in store.location.journal_dir.rglob("*") if p.is_file())
         assert b"<redacted:API_TOKEN>" in journal and b"<redacted:DB_PASSWORD>" in journal
@@ -346,6 +348,8 @@ def test_journal_holds_the_marker_not_the_secret_and_the_warning_shows_once(
         locker.wait(timeout=10)
     assert session.flush(timeout=30.0) is True
     sources = [c.source for c in store.cell_executions(session.run_id or "")]
-    assert sources == ["import os\nAPI_TOKEN = '<redacted:API_TOKEN>'", "%env DB_PASSWORD=<redacted:DB_PASSWORD>",
-                       "aws = '<redacted:aws-access-key>'"]
+    assert sources[:3] == ["import os\nAPI_TOKEN = '<redacted:API_TOKEN>'", "%env DB_PASSWORD=<redacted:DB_PASSWORD>",
+                           "aws = '<redacted:aws-access-key>'"]
+    failed = store.cell_executions(session.run_id or "")[-1]
+    assert failed.error_value == "cannot reach postgresql://app:<redacted:url-password>@db.internal/prod"
     assert_no_secret_in(db_dir(store))
