@@ -246,7 +246,8 @@ def test_a_tracking_uri_that_is_no_tracking_store_is_one_error_and_writes_nothin
         "text file": (f"sqlite:///{junk}", 2, "is not an SQLite database"),
         "nbmlops store": (store_url, 2, "is an nbmlops store"),
         "plain file path": (str(junk), 2, "is a file"),
-        "closed port": (f"http://127.0.0.1:{closed_port()}", 3, "did not answer"),
+        "closed port": (f"http://127.0.0.1:{closed_port()}", 3,
+                        "did not answer: connection refused"),
         "missing database": (f"sqlite:///{tmp_path / 'nowhere' / 'm.db'}",
                              2 if direction == "export" else 4,
                              "no directory" if direction == "export" else "no MLflow tracking"),
@@ -364,3 +365,85 @@ def test_a_run_imported_while_running_is_brought_up_to_date(
     third = json.loads(nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri",
                                mlflow_uri, "--json").stdout)
     assert third["skipped"] == 1 and third["updated"] == 0
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path) -> Any:
+    """A real `mlflow server` (mlflow-skinny's uvicorn app) on loopback, proxying artifacts."""
+    import signal
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copyfile(empty_mlflow_db, root / "server.db")
+    port = closed_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("mlflow server did not start:\n"
+                                     + (root / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_export_and_import_through_a_tracking_server(
+    mlflow_server: str, tmp_path: Path, store: Store, store_url: str,
+) -> None:
+    import hashlib
+
+    from nbmlops.store.entities import ArtifactIO, CellRecord, MetricValue
+
+    written = tmp_path / "work" / "preds.csv"
+    written.parent.mkdir()
+    written.write_text("id,p\n1,0.3\n")
+    rid = store.create_run(name="served", params={"k": "5"}, tags={"team": "ops"})
+    store.record_cells(rid, [CellRecord(
+        seq=0, source="preds.to_csv('preds.csv')", start_time=1.0, duration=0.1, status="ok",
+        io=[ArtifactIO(uri=str(written), direction="wrote", via="to_csv",
+                       fingerprint="sha256:" + hashlib.sha256(written.read_bytes()).hexdigest(),
+                       size=written.stat().st_size)],
+        metrics=[MetricValue("rmse", 0.7, 0, 2.0), MetricValue("rmse", 0.4, 1, 3.0)])])
+    store.end_run(rid)
+    res = nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri", mlflow_server,
+                  "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)  # MLflow's "View run at" lines stay out of stdout
+    mid = report["runs"][0]["target_id"]
+    client = client_for(mlflow_server)
+    assert client.get_run(mid).data.params == {"k": "5"}
+    got = Path(client.download_artifacts(mid, "files/preds.csv", str(tmp_path / "dl")))
+    assert got.read_text() == written.read_text()
+
+    other = f"sqlite:///{tmp_path / 'other' / 'nbmlops.db'}"
+    back = nbmlops("--store", other, "import", "mlflow", "--tracking-uri", mlflow_server, "--json")
+    assert back.exit_code == 0, back.output
+    assert json.loads(back.stdout)["created"] == 1
+    with Store.open(other) as copy:
+        run = copy.get_run(mid)
+        assert run.params == {"k": "5"} and run.tags["team"] == "ops"
+        assert run.tags["nbmlops.run_id"] == rid and run.status == "finished"
+        assert [(m.step, m.value) for m in copy.metric_history(mid)] == [(0, 0.7), (1, 0.4)]
+        [art] = copy.find_artifacts(str(copy.location.runs_dir / mid / "mlflow-artifacts"
+                                        / "files" / "preds.csv"))
+        assert art.fingerprint.endswith(hashlib.sha256(written.read_bytes()).hexdigest())

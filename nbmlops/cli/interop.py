@@ -26,10 +26,12 @@ tracking_uri_option = click.option(
 
 
 def quiet_mlflow() -> None:
-    """MLflow's own log handler and download progress bars stay off: the CLI prints one
-    summary (its INFO messages still come with -v through our logging)."""
+    """MLflow's own log handler, download progress bars and "View run at" lines (written to
+    stdout, which would break --json) stay off: the CLI prints one summary (MLflow's INFO
+    messages still come with -v through our logging)."""
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def echo_report(report: TransferReport, as_json: bool) -> None:

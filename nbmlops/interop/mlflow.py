@@ -216,9 +216,23 @@ def _quick_http_failure() -> Iterator[None]:
             os.environ.pop(var, None)
 
 
+_CONNECTION_TROUBLE = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("Temporary failure in name resolution", "unknown host"),
+    ("timed out", "timed out"),
+    ("Max retries exceeded", "cannot connect"),
+)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    for needle, said in _CONNECTION_TROUBLE:  # requests' messages run to several hundred chars
+        if needle in text:
+            return said
+    line = text.splitlines()[0]
+    return line if len(line) <= 300 else line[:300] + "..."
 
 
 def open_client(tracking_uri: str, *, create: bool) -> MlflowClient:
