@@ -51,6 +51,8 @@ def _notebook(path: Path, cells: int) -> None:
     src = ["import pandas as pd\ndf = pd.DataFrame({'a': range(100), 'b': range(100)})"]
     for i in range(1, cells):
         src.append(f"df.to_csv('out_{i % 10}.csv', index=False)" if i % 10 == 0 else f"x{i} = {i} * 2")
+    # the last cell reports whether anything OpenLineage was ever loaded in the kernel
+    src.append("import sys\nprint('KERNEL-OL', sorted(m for m in sys.modules if 'openlineage' in m))")
     nb = new_notebook(cells=[new_code_cell(s) for s in src],
                       metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                "language": "python"}})
@@ -97,11 +99,14 @@ def _run_once(work: Path, nb: Path, on: bool, events: Path, rep: int) -> dict[st
         lag = time.perf_counter() - t1
     after = openlineage.stats()
     cells = _trivial_cell_ms(out)
+    last = nbformat.read(out, as_version=4).cells[-1]
+    kernel_ol = "".join(o.get("text", "") for o in last.get("outputs", [])).strip()
     emitted = (len(events.read_text().splitlines()) if events.exists() else 0) - lines_before
     return {
         "on": on, "status": result.status, "wall_s": wall, "lag_s": lag,
         "median_ms": statistics.median(cells), "p90_ms": _pct(cells, 0.9),
         "events": emitted, "dropped": after["dropped"] - before["dropped"],
+        "kernel_ol_modules": kernel_ol,
     }
 
 
@@ -175,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         inproc = _in_process(work)
     off = [r for r in runs if not r["on"]]
     on = [r for r in runs if r["on"]]
+    for r in runs:
+        if r["kernel_ol_modules"] != "KERNEL-OL []":
+            print(f"CHECK FAILED: the kernel loaded OpenLineage code: {r['kernel_ol_modules']}")
+            ok = False
     for r in on:
-        expected = 2 + 2 * cells
+        expected = 2 + 2 * (cells + 1)
         if r["status"] != "finished" or r["events"] != expected or r["dropped"]:
             print(f"CHECK FAILED: {r['events']} events (expected {expected}), "
                   f"{r['dropped']} dropped, run {r['status']}")
@@ -196,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  kernel per trivial cell, median: off {med['off']:.3f} ms, on {med['on']:.3f} ms "
           f"-> added {added:+.3f} ms  [{'ok' if added <= TARGET_KERNEL_MS else 'FAIL'}: "
           f"target <= {TARGET_KERNEL_MS} ms]")
+    print("  OpenLineage modules loaded in the kernel: none (checked in every run)" if ok else "")
     print(f"  kernel per trivial cell, p90:    off {p90['off']:.3f} ms, on {p90['on']:.3f} ms")
     print(f"  run wall time: off {wall['off']:.2f} s, on {wall['on']:.2f} s")
     print(f"  events per run: {figures['events_per_run']}; queue drained "

@@ -11,6 +11,7 @@ Importing this package is cheap: openlineage-python is imported by the sending t
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attach_if_configured", "configured", "flush", "stats"]
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _emitter: Emitter | None = None
 
@@ -39,9 +41,13 @@ def _get_emitter() -> Emitter:
 
 def attach_if_configured(store: Store) -> bool:
     """Give ``store`` the lineage listener when emission is configured; True if it did."""
-    if not configured():
+    try:
+        if not configured():
+            return False
+        store.add_listener(LineageListener(store, _get_emitter().submit))
+    except Exception:  # noqa: BLE001 - lineage never stops a store from opening
+        log.warning("OpenLineage: emission could not be set up", exc_info=True)
         return False
-    store.add_listener(LineageListener(store, _get_emitter().submit))
     return True
 
 

@@ -8,6 +8,7 @@ pipeline run (``<pipeline>``, PIPELINE) and per pipeline step (``<pipeline>.<ste
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -160,6 +161,8 @@ def _run_start(info: RunInfo, run: Any, namespace: str) -> list[RunEvent]:
 
 
 def _run_end(info: RunInfo, status: str, end_time: float, run: Any, namespace: str) -> list[RunEvent]:
+    if run is not None and run.git_commit and not info.git_commit:  # recorded after the start
+        info = dataclasses.replace(info, git_commit=run.git_commit)
     facets: dict[str, Any] = {
         **_parent_facets(info.parent, info.root, namespace),
         "nbmlops": NbmlopsRunFacet(runId=info.run_id, producer=PRODUCER),

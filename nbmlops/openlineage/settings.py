@@ -40,12 +40,14 @@ _OFF = {"0", "false", "no", "off"}
 _STANDARD_ENV = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE__TRANSPORT__TYPE")
 
 
-def _standard_config_file(environ: Mapping[str, str]) -> bool:
-    for path in (os.path.join(os.getcwd(), "openlineage.yml"),
-                 os.path.join(os.path.expanduser("~"), ".openlineage", "openlineage.yml")):
-        if os.path.isfile(path):
-            return True
-    return False
+def _standard_config_file() -> bool:
+    """openlineage-python's config file in the working directory or ``~/.openlineage/``."""
+    try:
+        places = [os.path.join(os.getcwd(), "openlineage.yml"),
+                  os.path.join(os.path.expanduser("~"), ".openlineage", "openlineage.yml")]
+    except OSError:  # a deleted working directory: that is for the caller to report
+        return False
+    return any(os.path.isfile(p) for p in places)
 
 
 def configured(environ: Mapping[str, str] | None = None) -> bool:
@@ -61,7 +63,7 @@ def configured(environ: Mapping[str, str] | None = None) -> bool:
         return True
     if any(env.get(k) for k in _STANDARD_ENV):
         return True
-    return _standard_config_file(env)
+    return _standard_config_file()
 
 
 @dataclass(frozen=True)
