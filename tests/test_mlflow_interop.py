@@ -447,3 +447,27 @@ def test_export_and_import_through_a_tracking_server(
         [art] = copy.find_artifacts(str(copy.location.runs_dir / mid / "mlflow-artifacts"
                                         / "files" / "preds.csv"))
         assert art.fingerprint.endswith(hashlib.sha256(written.read_bytes()).hexdigest())
+
+
+def test_an_imported_run_exported_to_another_mlflow_store_keeps_its_files(
+    mlflow_uri: str, tmp_path: Path, store_url: str, empty_mlflow_db: Path,
+) -> None:
+    rid, _ = make_mlflow_runs(mlflow_uri, tmp_path)
+    assert nbmlops("--store", store_url, "import", "mlflow", "--tracking-uri", mlflow_uri,
+                   "--experiment", "churn").exit_code == 0
+    second = tmp_path / "second.db"
+    shutil.copyfile(empty_mlflow_db, second)
+    res = nbmlops("--store", store_url, "export", "mlflow", "--tracking-uri",
+                  f"sqlite:///{second}", "--json")
+    assert res.exit_code == 0, res.output
+    [entry] = json.loads(res.stdout)["runs"]
+    assert entry["action"] == "created" and entry["artifacts"] == 3  # 2 files + lineage.json
+    client = client_for(f"sqlite:///{second}")
+    copy = client.get_run(entry["target_id"])
+    assert copy.data.tags["mlflow.run_id"] == rid and copy.data.tags["nbmlops.run_id"] == rid
+    assert copy.data.params == {"max_depth": "7", "criterion": "gini"}
+    roc = Path(client.download_artifacts(copy.info.run_id, "plots/roc.csv", str(tmp_path / "d")))
+    assert roc.read_text().startswith("fpr,tpr")
+    assert json.loads(Path(client.download_artifacts(
+        copy.info.run_id, "nbmlops/lineage.json", str(tmp_path / "d"))).read_text())[
+        "cell_count"] == 0

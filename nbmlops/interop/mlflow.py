@@ -61,6 +61,8 @@ IMPORT_TAG = "mlflow.run_id"
 LINEAGE_ARTIFACT = "nbmlops/lineage.json"
 #: where an export puts the files a run wrote (MLflow artifact directory)
 FILES_DIR = "files"
+#: where an import keeps a run's MLflow artifacts (under the store's runs/<run-id>/)
+IMPORTED_DIR = "mlflow-artifacts"
 
 _TO_MLFLOW_STATUS = {
     "running": "RUNNING", "finished": "FINISHED", "failed": "FAILED",
@@ -465,14 +467,24 @@ def _fill_export(store: Store, client: MlflowClient, run: Run, mid: str, *,
                 files.mkdir(exist_ok=True)
                 shutil.copyfile(local, files / name)
                 n_files += 1
+        # files of a run imported from MLflow go back at their own paths
+        imported = store.location.runs_dir / run.id / IMPORTED_DIR
+        if imported.is_dir():
+            for f in sorted(p for p in imported.rglob("*") if p.is_file()):
+                rel = f.relative_to(imported)
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, root / rel)
+                n_files += 1
         summary["files"] = sorted(taken)
         lineage = root / LINEAGE_ARTIFACT
-        lineage.parent.mkdir(parents=True)
-        lineage.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+        if not lineage.exists():  # an imported run's own summary is the better one
+            lineage.parent.mkdir(parents=True, exist_ok=True)
+            lineage.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+            n_files += 1
         client.log_artifacts(mid, str(root))
     if run.status != "running":
         client.set_terminated(mid, _TO_MLFLOW_STATUS[run.status], end_time=_ms(run.end_time))
-    return len(params), len(metrics), n_files + 1, left_out
+    return len(params), len(metrics), n_files, left_out
 
 
 def _export_run(store: Store, client: MlflowClient, run: Run, exp_id: str,
@@ -629,7 +641,7 @@ def _fill_import(store: Store, client: MlflowClient, mr: Any, files_root: Path, 
     if metrics:
         store.log_batch(rid, metrics=metrics)
     n_files = 0
-    dest = files_root / rid / "mlflow-artifacts"
+    dest = files_root / rid / IMPORTED_DIR
     for rel in _walk_artifacts(client, rid):
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             left_out.append(f"artifact {rel}: path outside the run's directory")
