@@ -203,7 +203,7 @@ def test_cache_reruns_only_what_changed(diamond: Path, store_url: str, store: St
     first = run_pipeline(diamond, store_url)
     assert states(first) == dict.fromkeys("abcd", "ran")
     assert first.status == "finished" and d_txt.read_text() == "14"
-    runs_dir = Path(store_url[len("sqlite:///"):]).parent / "runs"
+    runs_dir = resolve_location(store_url).runs_dir
     for name, step in first.steps.items():
         assert step.output_notebook == runs_dir / str(step.run_id) / f"{name}.ipynb"
         assert step.output_notebook.is_file() and step.attempts == 1
