@@ -26,12 +26,24 @@ mlflow_tracking = pytest.importorskip("mlflow.tracking")
 NBMLOPS = str(Path(sys.executable).parent / "nbmlops")
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow puts a SQLite store's Default experiment files under ./mlruns of the current
+    directory: never the repository's."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow database with its tables, made once (MLflow's migrations take seconds)."""
     db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    client = mlflow_tracking.MlflowClient(tracking_uri=f"sqlite:///{db}")
-    client.search_experiments()
+    here = os.getcwd()
+    os.chdir(db.parent)  # the Default experiment's files: ./mlruns of this directory
+    try:
+        client = mlflow_tracking.MlflowClient(tracking_uri=f"sqlite:///{db}")
+        client.search_experiments()
+    finally:
+        os.chdir(here)
     return db
 
 

@@ -523,13 +523,28 @@ def _refresh_export(store: Store, client: MlflowClient, run: Run, have: Any,
     )
 
 
+def _artifact_location(tracking_uri: str, name: str) -> str | None:
+    """Where a new experiment keeps its files: beside a local SQLite tracking database
+    (``<db dir>/mlruns/<name>``), not MLflow's default ``./mlruns`` of whatever directory the
+    export happens to run in; ``None`` (the server's choice) for other tracking URIs."""
+    db = _sqlite_file(tracking_uri)
+    if db is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+    return (db.resolve().parent / "mlruns" / safe).as_uri()
+
+
 def _experiment_id(client: MlflowClient, name: str, cache: dict[str, str]) -> str:
     if name not in cache:
         exp = client.get_experiment_by_name(name)
         if exp is not None and exp.lifecycle_stage != "active":
             raise InvalidArgumentError(
                 f"MLflow experiment {name!r} is deleted; restore it or pass --experiment")
-        cache[name] = str(exp.experiment_id if exp is not None else client.create_experiment(name))
+        if exp is None:
+            location = _artifact_location(str(client.tracking_uri), name)
+            cache[name] = str(client.create_experiment(name, artifact_location=location))
+        else:
+            cache[name] = str(exp.experiment_id)
     return cache[name]
 
 
