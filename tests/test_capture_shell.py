@@ -58,6 +58,10 @@ def test_store_locked_by_another_process_then_recovers(
         assert shell.run_cell("x = 20").success
         assert shell.run_cell("y = x * 2 + 2").success
         assert session.flush(timeout=1.0) is False  # nothing can be written while locked
+        # the writer process reports the outage after its first failed write
+        deadline = time.monotonic() + 60
+        while session._writer.problem is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert shell.run_cell("z = y").success
         assert shell.run_cell("w = z").success
         assert shell.user_ns["w"] == 42
@@ -69,7 +73,7 @@ def test_store_locked_by_another_process_then_recovers(
         locker.stdin.write("\n")
         locker.stdin.flush()
         locker.wait(timeout=10)
-    assert session.flush(timeout=30.0) is True
+    assert session.flush(timeout=60.0) is True
     assert shell.run_cell("v = 1").success
     session.flush(timeout=10.0)
     assert "available again" in capsys.readouterr().err
@@ -202,7 +206,7 @@ def test_unknown_run_source_falls_back_to_interactive(
     shell.run_line_magic("load_ext", "nbmlops")
     session = active_session()
     assert session is not None and shell.run_cell("a = 1").success
-    assert session.flush(timeout=10)
+    assert session.flush(timeout=60)
     assert "unknown run source 'benchmark'" in capsys.readouterr().err
     run = store.get_run(session.run_id)
     assert run.source == "interactive" and run.cell_count == 1
@@ -215,6 +219,6 @@ def test_config_magic_reaches_the_session(shell: InteractiveShell, store: Store)
     shell.run_line_magic("config", "CaptureSession.capture_io = False")
     assert session.capture_io is False
     assert shell.run_cell("with open('x.txt', 'w') as fh:\n    fh.write('x')").success
-    assert session.flush(timeout=10)
+    assert session.flush(timeout=60)
     [cell] = store.cell_executions(session.run_id)
     assert cell.writes == []  # I/O capture switched off

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Journal", "JournalFollower", "recover_journals", "journal_name"]
 
+#: one encoder for every line (``json.dumps`` with options builds a new one per call)
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 _HOST = socket.gethostname().replace("-", "_") or "host"
 
 
@@ -138,8 +140,7 @@ class Journal:
         fd = self._open()
         if fd is None:
             return False
-        line = (json.dumps(data, default=str, separators=(",", ":")) + "\n").encode(
-            "utf-8", "surrogatepass")
+        line = (_ENCODER.encode(data) + "\n").encode("utf-8", "surrogatepass")
         with self._lock:
             self.lines += 1
             if self._backlog:

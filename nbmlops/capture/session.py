@@ -20,6 +20,8 @@ import types
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import ne
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +120,9 @@ _CODE_TYPES = (
 )
 
 
+#: the namespace's names and the ids of their values, in the namespace's order
+_Snapshot = tuple[list[str], list[int]]
+
 _PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
 
 
@@ -147,7 +152,7 @@ class _CellState:
     t0: float
     cell_id: str | None
     names: CellNames
-    pre_ids: dict[str, int]
+    pre_ids: _Snapshot
     #: fitted-state signatures, by object id, of the estimators the cell mentions
     est_pre: dict[int, tuple[int, ...]]
     io: list[ArtifactIO] = field(default_factory=list)
@@ -194,7 +199,7 @@ class CaptureSession(Configurable):
         self._excluded = set(getattr(shell, "user_ns_hidden", {}) or ()) | _IGNORED_NAMES
         #: the namespace snapshot taken after the last recorded cell, reused as the next
         #: cell's "before" (nothing but cells changes the namespace in between, as a rule)
-        self._last_snapshot: dict[str, int] | None = None
+        self._last_snapshot: _Snapshot | None = None
         self._location: StoreLocation | None = None
         self._journal: Journal | None = None
         self._writer: BackgroundWriter | JournalOnlyWriter | ProcessWriter
@@ -401,8 +406,11 @@ class CaptureSession(Configurable):
         if self._journal is None:
             self._journal = Journal(self.location.journal_dir, self.run_id)
             if type(self._writer) is ProcessWriter and self._journal._open() is None:
-                # no journal, no writer process: write from a thread in this kernel instead
-                self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending)
+                # no journal, no writer process: write from a thread in this kernel instead. The
+                # journal lives beside the store, so the store is most likely unusable too: try
+                # it at once (not after the cells) so that the warning comes early
+                self._writer = BackgroundWriter(self._open_store, max_pending=self.max_pending,
+                                                quiet=0.0, max_delay=0.5)
         self._submit(StartRun(self.run_id, kwargs))
         self._submit(UpdateRun(self.run_id, in_thread(collect)))
         self.state = "recording"
@@ -554,10 +562,15 @@ class CaptureSession(Configurable):
 
     # -- IPython hooks --------------------------------------------------------------------------
 
-    def _snapshot(self) -> dict[str, int]:
-        """``name -> id(value)`` of the user's variables: cheap, touches no value."""
-        excluded = self._excluded
-        return {k: id(v) for k, v in self.user_ns.items() if k[:1] != "_" and k not in excluded}
+    def _snapshot(self) -> _Snapshot:
+        """The namespace's names and ``id(value)`` of each, in order: built at C speed (no
+        bytecode per name), touches no value. Hidden and IPython names are filtered later,
+        from the few names that changed."""
+        ns = self.user_ns
+        return list(ns), list(map(id, ns.values()))
+
+    def _is_user_name(self, name: str) -> bool:
+        return name[:1] != "_" and name not in self._excluded
 
     def pre_run_cell(self, *args: Any) -> None:
         started = time.perf_counter()
@@ -652,11 +665,14 @@ class CaptureSession(Configurable):
         self._last_snapshot = post_ids
         pre_ids = cell.pre_ids
         names = cell.names
-        bound_after, bound_before = post_ids.keys(), pre_ids.keys()  # set views: no copies
-        changed = {k for k, v in post_ids.items() if pre_ids.get(k) != v}
-        removed = bound_before - bound_after
-        defined = changed | ((names.stored | names.mutated) & bound_after)
-        used = (names.used | names.mutated) & bound_before
+        changed, added, removed = _diff(pre_ids, post_ids)
+        user = self._is_user_name
+        changed = {n for n in changed if user(n)}
+        removed = {n for n in removed if user(n)}
+        defined = changed | {n for n in names.stored | names.mutated if n in ns and user(n)}
+        # bound before the cell: bound now and not added by it, or removed by it
+        used = {n for n in names.used | names.mutated
+                if user(n) and ((n in ns and n not in added) or n in removed)}
         var_sources = {n: self._last_definer[n] for n in used if n in self._last_definer}
         code_vars = sorted(n for n in var_sources if isinstance(ns.get(n), _CODE_TYPES))
         for n in defined:
@@ -683,7 +699,7 @@ class CaptureSession(Configurable):
                             continue  # the same fitted model under another name: no fit here
                     else:
                         if existed is None:
-                            existed = set(pre_ids.values())
+                            existed = set(pre_ids[1])
                         if id(obj) in existed or loaded_model:
                             continue  # an alias of an older object, or a model loaded from disk
                 try:
@@ -770,6 +786,24 @@ class CaptureSession(Configurable):
             self._warn("the lineage store is available again; records kept in memory are being written.")
 
 
+def _diff(pre: _Snapshot, post: _Snapshot) -> tuple[set[str], set[str], set[str]]:
+    """Names (re)bound by a cell (changed, new ones included), added, and removed.
+
+    The common case, nothing deleted (a dict keeps its order; new names come last), compares
+    the two id lists element by element in C; otherwise by name.
+    """
+    pre_keys, pre_vals = pre
+    post_keys, post_vals = post
+    n = len(pre_keys)
+    if len(post_keys) >= n and post_keys[:n] == pre_keys:
+        added = set(post_keys[n:])
+        return set(compress(pre_keys, map(ne, post_vals, pre_vals))) | added, added, set()
+    before = dict(zip(pre_keys, pre_vals, strict=True))
+    after = dict(zip(post_keys, post_vals, strict=True))
+    changed = {k for k, v in after.items() if before.get(k) != v}
+    return changed, after.keys() - before.keys(), before.keys() - after.keys()
+
+
 def _dedupe_io(ios: list[ArtifactIO]) -> list[ArtifactIO]:
     seen: set[tuple[str, str]] = set()
     out = []
@@ -782,6 +816,8 @@ def _dedupe_io(ios: list[ArtifactIO]) -> list[ArtifactIO]:
 
 
 def _is_mlops_magic_only(raw: str) -> bool:
+    if "%" not in raw:
+        return False  # the common case, without splitting the cell into lines
     lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
     return bool(lines) and all(
         ln.startswith(("%mlops", "%load_ext nbmlops", "%reload_ext nbmlops", "%unload_ext nbmlops"))

@@ -54,6 +54,8 @@ _CHILD = "import sys; from nbmlops.capture.writerproc import main; sys.exit(main
 INTERVAL = 1.0
 RETRY_INITIAL = 0.25
 RETRY_MAX = 5.0
+#: the kernel reads the writer's reports at most this often after cells (flush reads at once)
+POLL_EVERY = 0.25
 #: how long a writer whose kernel died keeps trying an unavailable store before leaving the
 #: journal to the next writer that opens the store
 ORPHAN_PATIENCE = 30.0
@@ -80,6 +82,7 @@ class ProcessWriter:
         self._status: dict[str, Any] = {}
         self._exited = False
         self._closed = False
+        self._next_poll = 0.0
         self.dropped = 0
 
     # -- starting ---------------------------------------------------------------------------------
@@ -142,11 +145,17 @@ class ProcessWriter:
         journal = self._journal_of()
         return 0 if journal is None else journal.lines - journal.dropped
 
-    def _poll(self) -> None:
-        """Read the writer's status lines without blocking (a few microseconds)."""
+    def _poll(self, *, force: bool = True) -> None:
+        """Read the writer's status lines without blocking (a few microseconds); unless
+        ``force``d, at most every :data:`POLL_EVERY` seconds (it runs after every cell)."""
         proc = self._proc
         if proc is None or self._exited:
             return
+        if not force:
+            now = time.monotonic()
+            if now < self._next_poll:
+                return
+            self._next_poll = now + POLL_EVERY
         assert proc.stdout is not None
         chunks = []
         while True:
@@ -194,7 +203,7 @@ class ProcessWriter:
 
     @property
     def problem(self) -> str | None:
-        self._poll()
+        self._poll(force=False)
         journal = self._journal_of()
         if journal is not None and journal.problem:
             return journal.problem
@@ -211,7 +220,7 @@ class ProcessWriter:
 
     @property
     def rejection(self) -> str | None:
-        self._poll()
+        self._poll(force=False)
         return self._status.get("rejection")
 
     def flush(self, timeout: float | None = 10.0) -> bool:
@@ -394,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # an interrupt of the kernel is not for us; SIGTERM ends us like the kernel's death would
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(5)  # background work: the kernel (and the user's cells) come first
+    except OSError:
+        pass
     parser = argparse.ArgumentParser(prog="python -m nbmlops.capture.writerproc")
     parser.add_argument("--journal", required=True)
     parser.add_argument("--store-url", required=True)
