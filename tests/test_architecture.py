@@ -16,7 +16,8 @@ CORE = ["store", "capture", "fingerprint.py", "environment.py", "config.py", "re
         "errors.py", "execute.py", "query.py", "api.py", "engine.py", "_engine_entry.py",
         "params.py", "slicing.py", "pipeline/spec.py", "pipeline/split.py",
         "pipeline/varsio.py", "pipeline/runner.py", "pipeline/render.py", "schedule", "orchestrators",
-        "reproduce.py", "pipeline/load.py", "registry", "validation", "monitoring", "serving"]
+        "reproduce.py", "pipeline/load.py", "registry", "validation", "monitoring", "serving",
+        "interop", "openlineage"]
 UI_MODULES = ("ipywidgets", "click", "IPython.display", "nbmlops.notebook",
               "nbmlops.cli", "nbmlops._format")
 
