@@ -54,7 +54,11 @@ class MotoS3:
                     self.stop()
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        self._make_user()
+        try:
+            self._make_user()
+        except BaseException:
+            self.stop()
+            raise
         return self.endpoint
 
     def _make_user(self) -> None:

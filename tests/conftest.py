@@ -211,10 +211,9 @@ def _start_postgres() -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if TEAM:
-        from ._s3 import stop_shared_server
+    from ._s3 import stop_shared_server
 
-        stop_shared_server()
+    stop_shared_server()  # team mode's, or the one tests/test_artifacts_fsspec.py started
     if _postgres is not None:
         _postgres.stop()
         os.environ.pop("NBMLOPS_TEST_POSTGRES_URL", None)
