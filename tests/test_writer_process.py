@@ -158,6 +158,12 @@ def test_records_arrive_flush_waits_and_shutdown_is_clean(
     assert flushed and status["pending_writes"] == 0 and status["store_problem"] is None
     # an interrupt goes to the kernel's process group: not to the writer (its own session)
     k.km.interrupt_kernel()
+    # a process forked from the kernel runs the kernel's exit handlers when it ends: they
+    # must leave the kernel's run and writer alone
+    # (IPython's own exit handler empties the namespace: os._exit is bound beforehand)
+    k.run("import atexit, os\nchild = os.fork()\nif child == 0:\n"
+          "    (lambda end: (atexit._run_exitfuncs(), end(0)))(os._exit)\n"
+          "os.waitpid(child, 0)")
     k.run("b = 1")
     assert _alive(writer)
     k.shutdown()
@@ -167,8 +173,8 @@ def test_records_arrive_flush_waits_and_shutdown_is_clean(
     cells = store.cell_executions(k.run_id)
     assert [c.source for c in cells if c.source.startswith("a")] == \
         [f"a{i} = {i} * 2" for i in range(25)]
-    # the read cell, the status cell (the magic-only cell is not recorded) and b = 1
-    assert len(cells) == seen + 3
+    # the read cell, the status cell (the magic-only cell is not recorded), the fork and b = 1
+    assert len(cells) == seen + 4
     assert cells[-1].source == "b = 1"
     assert list(store.location.journal_dir.glob("*.jsonl")) == []
     assert "warning" not in k.stderr

@@ -219,6 +219,7 @@ class CaptureSession(Configurable):
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
         self._pending_artifacts: list[LogArtifact | RecordValidation] = []
+        self._pid = os.getpid()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -316,7 +317,8 @@ class CaptureSession(Configurable):
 
     def close(self) -> None:
         """End the run, write what is pending, remove every hook and wrapper."""
-        if not self._registered:
+        if not self._registered or os.getpid() != self._pid:
+            # (a process forked from the kernel exiting: the run and its writer are the kernel's)
             return
         self._registered = False
         try:
