@@ -24,7 +24,8 @@ def _isolated_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     """No test may touch a developer's real store: default everything into tmp_path."""
     for var in ("NBMLOPS_STORE_URL", "NBMLOPS_ARTIFACT_URL", "NBMLOPS_RUN_ID",
                 "NBMLOPS_RUN_NAME", "NBMLOPS_NOTEBOOK_PATH", "JPY_SESSION_NAME",
-                "NBMLOPS_CACHE_DIR"):
+                "NBMLOPS_CACHE_DIR", "OPENLINEAGE_URL", "OPENLINEAGE_CONFIG",
+                "NBMLOPS_OPENLINEAGE_URL", "NBMLOPS_OPENLINEAGE_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     if TEAM:
