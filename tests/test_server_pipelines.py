@@ -466,3 +466,50 @@ async def test_get_is_not_an_action_and_other_paths_stay_404(jp_fetch: Any) -> N
 for _name, _fn in list(globals().items()):
     if _name.startswith("test_") and inspect.iscoroutinefunction(_fn):
         globals()[_name] = _run_on_loop(_fn)
+
+
+# -- a store being created by another process (the 503 flake of issue 14) -------------------
+
+_CREATOR = """
+import sys
+from nbmlops.store import Store
+from nbmlops.config import resolve_location
+with Store(resolve_location(sys.argv[1], None, None)) as s:
+    for _ in range(5):
+        s.end_run(s.create_run(name='p', source='pipeline'), 'finished')
+"""
+
+
+def test_panel_reads_while_another_process_creates_the_store_never_see_a_half_made_store(
+    tmp_path: Path,
+) -> None:
+    """A server read racing the creation of a store waits for the creator's migration: it
+    never answers "no such table", never keeps a store at revision "empty", and the first
+    read after the creator is done sees every run (it failed: hundreds of 503s per store)."""
+    import subprocess
+
+    from nbmlops.server.service import RunQuery, StoreService
+    from nbmlops.store.engine import SCHEMA_HEAD
+
+    problems: list[str] = []
+    for i in range(4):
+        url = f"sqlite:///{tmp_path / str(i) / 'nbmlops.db'}"
+        service = StoreService(tmp_path, store_url=url)
+        creator = subprocess.Popen([sys.executable, "-c", _CREATOR, url])
+        try:
+            while True:
+                done = creator.poll() is not None
+                status = service.status()
+                if status["ok"] and status["store"]["revision"] != SCHEMA_HEAD:
+                    problems.append(f"kept at revision {status['store']['revision']}")
+                elif not status["ok"] and status["code"] != "store_missing" \
+                        and "being created" not in status["message"]:
+                    problems.append(status["message"])
+                if done:
+                    break
+            assert creator.returncode == 0
+            assert service.runs(RunQuery())["total"] == 5
+        finally:
+            creator.wait()
+            service.close()
+    assert problems == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -127,13 +128,32 @@ class StoreService:
             raise StoreMissingError(self._missing_message(loc))
         # never upgraded from here: the server does not write the store; an older schema is
         # reported (store_version) until a kernel or `nbmlops init` upgrades it
-        opened = Store(loc, upgrade=False, lock_wait_ms=self.lock_wait_ms)  # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
+        opened = self._open(loc)
         with self._lock:
             store = self._stores.setdefault(key, opened)
         if store is not opened:
             opened.close()
         log.info("nbmlops: opened store %s", loc.describe())
         return store
+
+    def _open(self, loc: StoreLocation) -> Store:
+        """Open ``loc`` without upgrading; a store another process is creating is waited for.
+
+        A new SQLite file has no tables until its creator's migration commits (ensure_schema
+        waits for a migration holding the lock; the creator may not have taken it yet). Such a
+        store is never kept: it would answer "no such table" and report revision "empty"."""
+        deadline = time.monotonic() + (self.lock_wait_ms or 0) / 1000.0
+        while True:
+            # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
+            opened = Store(loc, upgrade=False, lock_wait_ms=self.lock_wait_ms)
+            if opened.schema_revision != "empty":
+                return opened
+            opened.close()
+            if time.monotonic() >= deadline:
+                raise StoreUnavailableError(
+                    f"the store {self.display_path(loc.describe())} is being created; "
+                    "this panel picks it up by itself")
+            time.sleep(0.05)
 
     def _missing_message(self, loc: StoreLocation) -> str:
         where = self.display_path(str(loc.store_dir or loc.describe()))
@@ -428,9 +448,13 @@ class StoreService:
         store_path = launch.path if launch is not None else path
         store: Store | None = None
         parent: Run | None = None
+        children: list[Run] = []
         try:
             store = self.store(store_path)
             parent = store.get_run(store.resolve_run_id(run_id))
+            if parent.parent_run_id is None and "nbmlops.pipeline" in parent.tags:
+                children = store.list_runs(parent_run_id=parent.id, descending=False,
+                                           limit=10_000).runs
         except (StoreMissingError, NotFoundError):  # the launched run has not created it yet
             if launch is None:
                 raise
@@ -462,10 +486,6 @@ class StoreService:
             status = parent.status
             if status == "running" and launch is not None and not launch.running:
                 status = "abandoned"  # the process is gone without ending the run
-        children: list[Run] = []
-        if parent is not None and store is not None:
-            children = store.list_runs(parent_run_id=parent.id, descending=False,
-                                       limit=10_000).runs
         name = (parent.tags.get("nbmlops.pipeline") or parent.name if parent is not None
                 else launch.pipeline if launch is not None else None)
         steps = step_statuses(definition, None if status == "starting" else status, name,

@@ -456,6 +456,7 @@ def ensure_schema(
     # unless the caller asked to learn fast that the store is locked
     deadline = time.monotonic() + (max(5.0, wait_s) if lock_wait_ms is None else wait_s)
     attempt = 0
+    waited = False
     while True:
         try:
             with engine.connect() as conn:
@@ -464,6 +465,18 @@ def ensure_schema(
             if current == head:
                 return head
             if not upgrade:
+                if current is None and location.sqlite_path is not None and not waited:
+                    # empty: another process may be creating it (its migration holds the write
+                    # lock); wait for that like for any lock (nothing is written), then look again
+                    try:
+                        with engine.execution_options(**{_WRITE_OPTION: True}).begin():
+                            pass
+                    except OperationalError as exc:
+                        if is_locked_error(exc):
+                            raise  # still migrating: the retry below waits on
+                        return "empty"  # e.g. a read-only file: nobody can be creating it
+                    waited = True
+                    continue
                 return current or "empty"
             with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
                 if conn.dialect.name == "postgresql":
