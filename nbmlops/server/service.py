@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 __all__ = ["RunQuery", "StoreService"]
 
 
+#: How long a read waits for another process's migration of a new store (seconds).
+CREATION_WAIT_S = 15.0
+
+
 @dataclass(frozen=True)
 class RunQuery:
     """Filters, sort and page of a run listing (already validated by the handler)."""
@@ -142,10 +146,22 @@ class StoreService:
         A new SQLite file has no tables until its creator's migration commits (ensure_schema
         waits for a migration holding the lock; the creator may not have taken it yet). Such a
         store is never kept: it would answer "no such table" and report revision "empty"."""
-        deadline = time.monotonic() + (self.lock_wait_ms or 0) / 1000.0
+        start = time.monotonic()
+        deadline = start + (self.lock_wait_ms or 0) / 1000.0
         while True:
-            # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
-            opened = Store(loc, upgrade=False, lock_wait_ms=self.lock_wait_ms)
+            try:
+                # raises StoreUnavailableError/StoreVersionError/StoreCorruptError
+                opened = Store(loc, upgrade=False, lock_wait_ms=self.lock_wait_ms)
+            except StoreUnavailableError as exc:
+                # a file of at most its header page, locked: its creator is migrating it (a
+                # loaded machine may take seconds); any other lock is reported after lock_wait
+                db = loc.sqlite_path
+                creating = db is not None and db.exists() and db.stat().st_size <= 4096
+                if not (creating and "locked" in str(exc)
+                        and time.monotonic() < start + CREATION_WAIT_S):
+                    raise
+                time.sleep(0.05)
+                continue
             if opened.schema_revision != "empty":
                 return opened
             opened.close()
