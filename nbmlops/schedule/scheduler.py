@@ -325,6 +325,23 @@ class Scheduler:
                       previous_owner=fire.owner, run_status=run_status or "none")
         self.repo.settle_fires()
 
+    def _recover_when_reachable(self) -> None:
+        """:meth:`recover`, again each poll while the store is unreachable (a server restarting
+        just after the lease was taken must not stop the scheduler)."""
+        while True:
+            try:
+                self.recover()
+            except StoreError as exc:
+                if "locked" in str(exc):
+                    self.emit("error", error=exc, retry_in=f"{self.poll:g}s")
+                else:
+                    self._store_unavailable(exc)
+                if self._stop.wait(self.poll):
+                    return
+                continue
+            self._store_is_back()
+            return
+
     def _stop_orphan(self, pid: int) -> None:
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             try:
@@ -363,7 +380,7 @@ class Scheduler:
         try:
             self.acquire_lease()
             try:
-                self.recover()
+                self._recover_when_reachable()
                 started = self.clock()
                 while not self._stop.is_set():
                     try:
