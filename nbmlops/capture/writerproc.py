@@ -163,7 +163,7 @@ class ProcessWriter:
                 data = os.read(proc.stdout.fileno(), 65536)
             except BlockingIOError:
                 break
-            except OSError:
+            except (OSError, ValueError):  # ValueError: closed meanwhile
                 data = b""
             if not data:
                 self._exited = True
@@ -189,7 +189,7 @@ class ProcessWriter:
         try:
             os.write(proc.stdin.fileno(), message)
             return True
-        except OSError:
+        except (OSError, ValueError):
             return False
 
     @property
@@ -273,6 +273,7 @@ class ProcessWriter:
             log.debug("writer process still busy at close; it finishes on its own")
         self._poll()
         self._closed = True
+        self._exited = True  # nothing more to read or send: the streams close below
         for stream in (proc.stdin, proc.stdout):
             try:
                 if stream is not None:
