@@ -97,11 +97,9 @@ class ProcessWriter:
             if journal is None:
                 raise RuntimeError("no journal")
             location = self._location_of()
-            import nbmlops
-
             env = dict(os.environ)
             env.pop("NBMLOPS_JOURNAL", None)
-            root = str(Path(nbmlops.__file__).resolve().parent.parent)
+            root = str(Path(__file__).resolve().parents[2])  # the directory holding nbmlops/
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, "--journal", str(journal.path),
