@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-loop test test-compat lint typecheck pytest bench clean install-demo install-test labext airflow-venv kfp-venv
+.PHONY: demo demo-loop test test-compat lint typecheck pytest pytest-team bench clean install-demo install-test labext airflow-venv kfp-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -133,7 +133,15 @@ demo-loop: install-demo
 	cd example_notebooks && $(BIN)/nbmlops init
 	cd example_notebooks && $(BIN)/python loop/loop.py
 
-test: lint typecheck pytest
+# Team mode (docs/storage.md): the capture, pipeline and registry suites again on a PostgreSQL store
+# with S3 artifacts (a throwaway PostgreSQL server and a moto S3 server on loopback, both started
+# by the tests). Needs Debian's postgresql package, as `.ci/run` installs.
+pytest-team: install-test
+	NBMLOPS_TEST_TEAM=1 $(BIN)/pytest -p no:cacheprovider tests/test_capture_kernel.py \
+		tests/test_pipeline_run.py tests/test_registry.py tests/test_registry_kernel.py \
+		tests/test_artifacts_fsspec.py
+
+test: lint typecheck pytest pytest-team
 
 # The oldest IPython/ipykernel nbmlops allows (capture hooks broke other trackers on upgrades).
 COMPAT := $(CURDIR)/.venv-compat
