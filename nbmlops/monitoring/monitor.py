@@ -307,8 +307,9 @@ def _readable_copy(store: Store, dataset: dict[str, Any]) -> str | None:
             art = store.validations.artifact(int(dataset["id"]))
         except NotFoundError:
             return None
-        if art.stored_path and Path(art.stored_path).is_file():
-            return art.stored_path
+        copy = store.artifacts.local_copy(art.stored_path)
+        if copy is not None:
+            return str(copy)
     return None
 
 

@@ -153,6 +153,22 @@ class ArtifactStore:
                 os.unlink(tmp)
         return local
 
+    def local_copy(self, stored_path: str | None) -> Path | None:
+        """A readable local file for a recorded ``stored_path`` (a local path, or a URI this store
+        gave out: fetched and verified through the cache), or ``None`` when it is not there."""
+        if not stored_path:
+            return None
+        if "://" not in stored_path:
+            local = Path(stored_path)
+            return local if local.is_file() else None
+        if not (self.remote and stored_path.startswith(self.url + "/")):
+            return None
+        digest = stored_path.rsplit("/", 1)[-1]
+        try:
+            return self.get_local(digest)
+        except NotFoundError:
+            return None
+
     def open(self, digest: str, mode: str = "rb") -> IO[bytes]:
         """A binary file object reading ``digest`` (through the local cache for a remote store)."""
         if mode != "rb":

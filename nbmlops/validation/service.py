@@ -121,10 +121,9 @@ def _artifact_reference(text: str, rest: str, store: Store | None) -> Reference:
         if store is None:
             raise NotFoundError(f"{text}: no nbmlops store here to look it up in")
     art = store.validations.artifact(int(rest))
-    candidates = [p for p in (art.uri, art.stored_path) if p]
     if art.kind == "schema" or art.uri.lower().endswith(".json"):
-        for p in candidates:
-            if Path(p).is_file():
+        for p in (Path(art.uri), store.artifacts.local_copy(art.stored_path)):
+            if p is not None and p.is_file():
                 return Reference(Schema.load(p), text, inferred=False)
         raise NotFoundError(f"{text}: the schema file {art.uri} is gone")
     io = ArtifactIO(uri=art.uri, direction="read", via="validate", kind="dataset",
@@ -133,8 +132,9 @@ def _artifact_reference(text: str, rest: str, store: Store | None) -> Reference:
     fp = fingerprint_file(art.uri)
     if fp is not None and fp[0] == art.fingerprint:
         source = art.uri
-    elif art.stored_path and Path(art.stored_path).is_file():
-        source = art.stored_path  # the stored copy keeps the recorded bytes
+    else:
+        copy = store.artifacts.local_copy(art.stored_path)  # the stored copy: the recorded bytes
+        source = str(copy) if copy is not None else None
     if source is None:
         why = "changed since it was recorded" if fp is not None else "is gone"
         raise NotFoundError(f"{text}: {art.uri} {why} and the store keeps no copy of it")
