@@ -143,6 +143,9 @@ def test_records_arrive_flush_waits_and_shutdown_is_clean(
     kernels.append(k)
     writer = k.find_writer()
     assert _alive(writer) and writer != k.pid
+    # the store reaches the writer through its environment: a URL's password never shows in ps
+    cmdline = Path(f"/proc/{writer}/cmdline").read_bytes().decode()
+    assert "writerproc" in cmdline and store_url not in cmdline
     for i in range(25):
         k.run(f"a{i} = {i} * 2")
     # a read in the notebook waits for the writer process: it sees every cell before it

@@ -50,6 +50,8 @@ __all__ = ["ProcessWriter", "main"]
 
 #: the child's program (``-c``, not ``-m``: the kernel's ``nbmlops.capture`` imports this module)
 _CHILD = "import sys; from nbmlops.capture.writerproc import main; sys.exit(main())"
+_STORE_ENV = "NBMLOPS_WRITER_STORE_URL"
+_ARTIFACT_ENV = "NBMLOPS_WRITER_ARTIFACT_URL"
 #: how often the writer process reads the journal when nobody asks it to
 INTERVAL = 1.0
 RETRY_INITIAL = 0.25
@@ -99,11 +101,14 @@ class ProcessWriter:
             location = self._location_of()
             env = dict(os.environ)
             env.pop("NBMLOPS_JOURNAL", None)
+            # the store through the environment, never argv: a PostgreSQL URL may hold a password,
+            # and any user on the machine can read a process's command line
+            env[_STORE_ENV] = location.url
+            env[_ARTIFACT_ENV] = str(location.artifact_root)
             root = str(Path(__file__).resolve().parents[2])  # the directory holding nbmlops/
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, "--journal", str(journal.path),
-                 "--store-url", location.url, "--artifact-url", str(location.artifact_root),
                  "--parent", str(os.getpid()), "--interval", str(self.interval)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
             )
@@ -408,15 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         pass
     parser = argparse.ArgumentParser(prog="python -m nbmlops.capture.writerproc")
     parser.add_argument("--journal", required=True)
-    parser.add_argument("--store-url", required=True)
-    parser.add_argument("--artifact-url", required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--interval", type=float, default=INTERVAL)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="nbmlops writer: %(message)s")
     from ..config import resolve_location
 
-    location = resolve_location(args.store_url, args.artifact_url)
+    store_url, artifact_url = os.environ.get(_STORE_ENV), os.environ.get(_ARTIFACT_ENV)
+    if not store_url or not artifact_url:
+        parser.error(f"{_STORE_ENV} and {_ARTIFACT_ENV} must name the store")
+    location = resolve_location(store_url, artifact_url)
     writer = _Writer(Path(args.journal), location, args.parent, args.interval)
     if os.getppid() != args.parent:
         return writer._orphaned()
