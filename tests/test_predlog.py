@@ -249,7 +249,7 @@ def test_sigkill_mid_stream_leaves_only_complete_files(tmp_path: Path) -> None:
         proc.wait()
     assert written >= 60_000, "the writer did not get going"
     parts = list_parts(log_dir)
-    assert len(parts) >= 2
+    assert parts  # (a loaded machine may stage everything into one part before the kill)
     for part in parts:  # every complete file is a valid parquet file
         assert pq.read_metadata(part).num_rows > 0
     frame = read_predictions(log_dir)

@@ -248,7 +248,12 @@ def test_mlops_lines_run_or_raise_one_usage_error(shell: Any, sub: str, words: l
     line = " ".join([sub, *words]).replace("\x00", "")
     if sub in ("start", "stop", "pause", "resume", "register"):
         line = line + " --help" if not words else line  # bare state changes are not the point
+    from nbmlops.capture.session import active_session
+
     db = shell.user_ns["db_path"]
+    session = active_session()
+    if session is not None:  # what earlier examples queued lands now, not during this one
+        assert session.flush(60)
     before = _rows(db)
     try:
         shell.run_line_magic("mlops", line)

@@ -170,10 +170,20 @@ class LabPage:
     def open_notebook(self, name: str) -> None:
         self.page.goto(f"{self.lab.url}/lab/tree/{name}?token={self.lab.token}")
         self.page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60000)
-        self.accept_kernel_dialog()
-        self.page.wait_for_selector(
-            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']",
-            timeout=60000)
+        # The kernel dialog ("Select Kernel") may show late on a loaded machine, and the kernel
+        # does not start until it is answered: keep answering it until the kernel is idle.
+        idle = self.page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']")
+        deadline = time.monotonic() + 120
+        while True:
+            self.accept_kernel_dialog()
+            try:
+                idle.first.wait_for(state="visible", timeout=5000)
+                return
+            except Exception:  # noqa: BLE001 - not idle yet
+                if time.monotonic() > deadline:
+                    self.screenshot("failure-kernel-not-idle.png")
+                    raise
 
     def open_file(self, name: str) -> None:
         """Open a text file (e.g. a pipeline.yaml) in JupyterLab's editor."""
