@@ -79,10 +79,10 @@ def history(store: Store, name: str) -> list[Any]:
 class SchedulerProc(subprocess.Popen[str]):
     """``nbmlops scheduler`` in a subprocess; a thread collects its event log (stderr)."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
         super().__init__([script("nbmlops"), "scheduler", "--poll", "0.2", *args], cwd=cwd,
-                         env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True)
+                         env=env if env is not None else clean_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._collect, daemon=True).start()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from nbmlops.store import Store
 from ._postgres import ThrowawayPostgres, fresh_database
 from ._scripts import clean_env, one_line_error, script
 from .conftest import make_notebook
+from .test_scheduler import SchedulerProc as BaseSchedulerProc
+from .test_scheduler import read_line, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,33 +54,14 @@ class Project:
         return Store.open(self.url, self.root / "shared" / "artifacts")
 
 
-class SchedulerProc(subprocess.Popen[str]):
-    """``nbmlops scheduler`` in a subprocess; a thread collects its event log (stderr)."""
+class SchedulerProc(BaseSchedulerProc):
+    """``nbmlops scheduler`` on the project's PostgreSQL store (tests/test_scheduler.py's)."""
 
     def __init__(self, project: Project, *args: str) -> None:
-        super().__init__([script("nbmlops"), "scheduler", "--poll", "0.2", *args],
-                         cwd=project.root, env=project.env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        assert self.stderr is not None
-        for line in self.stderr:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__(project.root, *args, env=project.env())
 
     def read_line(self, needle: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if needle in line:
-                    return line
-            if self.poll() is not None:
-                time.sleep(0.2)
-                if not any(needle in ln for ln in self.lines):
-                    break
-            time.sleep(0.05)
-        raise AssertionError(f"no {needle!r} in the scheduler's log:\n" + "\n".join(self.lines))
+        return read_line(self, needle, timeout)
 
     def stop(self) -> None:
         if self.poll() is None:
@@ -89,16 +71,6 @@ class SchedulerProc(subprocess.Popen[str]):
             except subprocess.TimeoutExpired:
                 self.kill()
                 self.wait(10)
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ended_fires(store: Store, name: str, n: int) -> list[Any]:
