@@ -11,13 +11,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from nbmlops.capture.session import active_session
 from nbmlops.pipeline.load import load_pipeline
@@ -28,6 +26,10 @@ from nbmlops.store import CellRecord, Store
 
 from ._scripts import nbmlops
 from .conftest import make_notebook
+from .test_capture_shell import (
+    LOCKER,
+    shell,  # noqa: F401 - the same in-process shell fixture
+)
 
 # -- the detector --------------------------------------------------------------------------------
 
@@ -291,32 +293,8 @@ def test_pipeline_step_with_a_secret_is_cached_and_goes_stale_when_the_code_chan
 
 # -- the kernel side: the journal never holds the secret, one warning per session ---------------
 
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-"""
-
-
-@pytest.fixture
-def shell(monkeypatch: pytest.MonkeyPatch, store_url: str, tmp_path: Path) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("NBMLOPS_STORE_URL", store_url)
-    monkeypatch.setenv("NBMLOPS_ARTIFACT_URL", str(tmp_path / "store" / "artifacts"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.enabled = False
-    sh = InteractiveShell.instance(config=config)
-    yield sh
-    sh.run_line_magic("unload_ext", "nbmlops")
-    InteractiveShell.clear_instance()
-
-
 def test_journal_holds_the_marker_not_the_secret_and_the_warning_shows_once(
-    shell: InteractiveShell, store: Store, monkeypatch: pytest.MonkeyPatch,
+    shell: InteractiveShell, store: Store, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("NBMLOPS_BUSY_TIMEOUT_MS", "100")
