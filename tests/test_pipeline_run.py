@@ -441,7 +441,9 @@ def test_step_timeout(tmp_path: Path, store_url: str, store: Store, timeout: str
     t0 = time.monotonic()
     proc = cli("--store", store_url, "pipeline", "run", "pipeline.yaml", "--no-progress",
                cwd=tmp_path)
-    assert time.monotonic() - t0 < 15
+    # bounded by the timeout, the 5 s grace and start-up, far below the cell's 60 s sleep
+    # (15 s held on an idle machine; a loaded 2-core one took 25 s)
+    assert time.monotonic() - t0 < 45
     assert proc.returncode == 1
     message = step_error(proc)
     where = ", cell 1" if timeout == "3" else ""
@@ -457,6 +459,45 @@ def test_step_timeout(tmp_path: Path, store_url: str, store: Store, timeout: str
     assert kids["slow"].tags["nbmlops.error"].startswith(f"timed out after {timeout} s")
     cells = [c.status for c in store.cell_executions(kids["slow"].id)]
     assert cells == (["ok", "error"] if timeout == "3" else [])
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("grace", ["1", "soon"], ids=["set", "not-a-number"])
+def test_a_cell_that_swallows_the_interrupt_is_killed_after_the_grace(
+    tmp_path: Path, store: Store, store_url: str, grace: str
+) -> None:
+    """SIGTERM cancels: the kernel is interrupted, then killed NBMLOPS_KILL_GRACE s later."""
+    make_notebook(tmp_path / "stubborn.ipynb", [
+        "import pathlib, time\npathlib.Path('started').touch()\nwhile True:\n    try:\n"
+        "        time.sleep(60)\n    except KeyboardInterrupt:\n        pass",
+    ])
+    write(tmp_path / "pipeline.yaml", "name: stubborn\nsteps:\n  s: {notebook: stubborn.ipynb}\n")
+    proc = subprocess.Popen(
+        [script("nbmlops"), "--store", store_url, "pipeline", "run", "pipeline.yaml", "--no-progress"],
+        cwd=tmp_path, env=clean_env(NBMLOPS_KILL_GRACE=grace), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the cell never started"
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    if grace == "soon":  # said once, and the 5 s default used
+        assert err.count("NBMLOPS_KILL_GRACE='soon' is not a number of seconds >= 0; using 5.0 s") == 1
+        assert took >= 5
+    else:
+        assert "NBMLOPS_KILL_GRACE" not in err and took >= 1
+    (parent,) = [r for r in all_runs(store) if r.parent_run_id is None]
+    _parent, kids = pipeline_runs(store, parent.id)
+    assert parent.status == "cancelled" and kids["s"].status == "cancelled"
 
 
 @pytest.mark.kernel

@@ -221,6 +221,30 @@ def test_killed_kernel_run_is_failed_by_the_writer_process(
     assert took < 5.0
 
 
+def test_a_replied_cell_is_journaled_without_waiting_for_the_next_one(
+    tmp_path: Path, store_url: str, store: Store, kernels: list[Kernel]
+) -> None:
+    """The record is made right after the cell's reply (off the cell's latency): it must not
+    wait for a next cell, and a kill after the reply must not lose it."""
+    k = Kernel(tmp_path / "work", store_url, tmp_path / "store" / "artifacts")
+    kernels.append(k)
+    k.run("solo = 42")
+
+    def recorded(source: str) -> bool:
+        try:
+            return any(c.source == source for c in store.cell_executions(k.run_id))
+        except Exception:  # noqa: BLE001 - the writer is mid-transaction
+            return False
+
+    # no other cell runs: the writer process finds the record in the journal by itself
+    _wait_for(lambda: recorded("solo = 42"), 15.0, "the lone cell's record")
+    k.run("last = 1")
+    time.sleep(0.2)  # the reply arrived: whatever the kernel still had to do is done
+    os.kill(k.pid, signal.SIGKILL)
+    _wait_for(lambda: store.get_run(k.run_id).status == "failed", 10.0, "the run to be failed")
+    assert [c.source for c in store.cell_executions(k.run_id)][-2:] == ["solo = 42", "last = 1"]
+
+
 # -- store outages ------------------------------------------------------------------------------
 
 LOCKER = """

@@ -51,6 +51,8 @@ from .writer import (
 from .writerproc import ProcessWriter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -219,6 +221,10 @@ class CaptureSession(Configurable):
         self._instrumentation = Instrumentation(self, self.user_ns)
         self._registered = False
         self._pending_artifacts: list[LogArtifact | RecordValidation] = []
+        #: the last cell's record, built and journaled once the kernel has sent the cell's
+        #: reply (see :meth:`_post_run_cell`); anything that reads or writes after it settles
+        #: it first, so order is kept
+        self._deferred: list[Callable[[], None]] = []
         self._pid = os.getpid()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -245,6 +251,8 @@ class CaptureSession(Configurable):
 
     def _submit(self, op: Op) -> None:
         """Journal the operation (crash safety), then queue it for the writer."""
+        if self._deferred:
+            self._settle()
         journal = self._journal
         if journal is not None:
             writer = self._writer
@@ -257,6 +265,7 @@ class CaptureSession(Configurable):
         """The session's store for reading (after writing what is pending, briefly)."""
         # the writer process may still be starting (a fresh interpreter importing SQLAlchemy):
         # wait for it, unless it already reported the store away
+        self._settle()
         self._writer.flush(timeout=2.0 if self._writer.problem else 15.0)
         existing = self._writer.store()
         if existing is not None:
@@ -322,6 +331,7 @@ class CaptureSession(Configurable):
             return
         self._registered = False
         try:
+            self._settle()
             self.stop()
         finally:
             events = self.shell.events
@@ -449,9 +459,11 @@ class CaptureSession(Configurable):
         self.state = "recording"
 
     def flush(self, timeout: float = 10.0) -> bool:
+        self._settle()
         return self._writer.flush(timeout)
 
     def status(self) -> dict[str, Any]:
+        self._settle()
         loc = self.location
         return {
             "state": self.state,
@@ -575,6 +587,8 @@ class CaptureSession(Configurable):
         return name[:1] != "_" and name not in self._excluded
 
     def pre_run_cell(self, *args: Any) -> None:
+        if self._deferred:
+            self._settle()  # the previous cell's record first (its callback has not run yet)
         started = time.perf_counter()
         try:
             self._writer.activity(True)
@@ -643,10 +657,26 @@ class CaptureSession(Configurable):
         cell = self._cell
         self._cell = None
         try:
-            if cell is None or self.run_id is None:
+            rid = self.run_id
+            if cell is None or rid is None:
                 return
+            duration = time.perf_counter() - cell.t0
             result = args[0] if args else None
-            self._record(cell, result)
+            # secrets written in the cell never leave the kernel: the record holds the redacted
+            # source and the original's hash (cache and staleness compare hashes); the warning
+            # is printed now, while the cell's output is still open
+            redacted = redact_cell(cell.source)
+            if redacted[2] and not self._warned_secret:
+                self._warned_secret = True
+                count = getattr(result, "execution_count", None)
+                self._warn(secret_warning(f"[{count}]" if count is not None else f"#{cell.seq + 1}",
+                                          redacted[2]))
+
+            def record() -> None:
+                self._record(cell, result, rid, duration, redacted)
+
+            if not self._defer(record):
+                record()
         except Exception as exc:  # noqa: BLE001
             self.on_internal_error("post_run_cell", exc)
         try:
@@ -654,10 +684,44 @@ class CaptureSession(Configurable):
         except Exception:  # noqa: BLE001
             pass
 
-    def _record(self, cell: _CellState, result: Any) -> None:
-        duration = time.perf_counter() - cell.t0
-        rid = self.run_id
-        assert rid is not None
+    def _defer(self, record: Callable[[], None]) -> bool:
+        """Build and journal the record once the kernel has replied, off the cell's latency.
+
+        ipykernel runs a cell inside its asyncio event loop and sends the reply in the same
+        loop turn as this hook; a callback scheduled now runs right after the reply, before the
+        next request is read. Without a running loop (terminal IPython, ``InteractiveShell``)
+        the record is made at once. The next cell, a read, a flush or a close settles a record
+        still waiting first, so nothing is reordered or lost: a kernel killed in the instant
+        between the reply and the callback loses that one cell, as if killed inside it.
+        """
+        aio = sys.modules.get("asyncio")  # never imported here: no asyncio, no running loop
+        if aio is None:
+            return False
+        try:
+            loop = aio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._deferred.append(record)
+        loop.call_soon(self._settle)
+        return True
+
+    def _settle(self) -> None:
+        """Make the records still waiting (at most one, as a rule), oldest first."""
+        while True:
+            try:
+                record = self._deferred.pop(0)  # atomic: a settle from another thread is safe
+            except IndexError:
+                return
+            started = time.perf_counter()
+            try:
+                record()
+            except Exception as exc:  # noqa: BLE001
+                self.on_internal_error("post_run_cell", exc)
+            finally:
+                self.hook_seconds += time.perf_counter() - started
+
+    def _record(self, cell: _CellState, result: Any, rid: str, duration: float,
+                redacted: tuple[str, str | None, list[str]]) -> None:
         error = None
         if result is not None:
             error = getattr(result, "error_before_exec", None) or getattr(result, "error_in_exec", None)
@@ -734,13 +798,7 @@ class CaptureSession(Configurable):
                 self._metric_steps[key] = step + 1
                 metrics.append(MetricValue(key, number, step, time.time()))
 
-        # secrets written in the cell never leave the kernel: the record holds the redacted
-        # source and the original's hash (cache and staleness compare hashes)
-        source, original_hash, secrets = redact_cell(cell.source)
-        if secrets and not self._warned_secret:
-            self._warned_secret = True
-            count = getattr(result, "execution_count", None)
-            self._warn(secret_warning(f"[{count}]" if count is not None else f"#{cell.seq + 1}", secrets))
+        source, original_hash, _secrets = redacted
         record = CellRecord(
             seq=cell.seq,
             source=source,

@@ -69,7 +69,22 @@ INJECTED = INJECTED_PARAMETERS
 _GLOB_CHARS = set("*?[")
 CACHE_VERSION = 2
 #: seconds a cancelled or timed-out kernel gets to stop after its interrupt before it is killed
+#: (``NBMLOPS_KILL_GRACE`` overrides it: a loaded machine may need longer to unwind a cell)
 KILL_GRACE = 5.0
+
+
+def kill_grace() -> float:
+    """The grace of :data:`KILL_GRACE`, or ``NBMLOPS_KILL_GRACE`` when it is a number >= 0."""
+    raw = os.environ.get("NBMLOPS_KILL_GRACE")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value >= 0 and value != float("inf"):
+            return value
+        log.warning("NBMLOPS_KILL_GRACE=%r is not a number of seconds >= 0; using %s s", raw, KILL_GRACE)
+    return KILL_GRACE
 
 
 @dataclass
@@ -287,7 +302,7 @@ class PipelineRunner:
             return
         self._cancel.set()
         self._kill_all(signal.SIGINT)
-        timer = threading.Timer(KILL_GRACE, self._kill_all, args=(signal.SIGKILL,))
+        timer = threading.Timer(kill_grace(), self._kill_all, args=(signal.SIGKILL,))
         timer.daemon = True
         timer.start()
 
@@ -857,7 +872,7 @@ class PipelineRunner:
             if still:
                 _signal(pid, signal.SIGKILL)
 
-        t = threading.Timer(KILL_GRACE, kill)
+        t = threading.Timer(kill_grace(), kill)
         t.daemon = True
         t.start()
 
