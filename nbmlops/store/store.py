@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ..config import StoreLocation, resolve_location
@@ -29,7 +29,6 @@ from .engine import (
     SessionManager,
     ensure_schema,
     insert_ignore,
-    insert_ignore_many,
     make_engine,
     sqlite_closed,
     sqlite_opened,
@@ -68,7 +67,14 @@ from .models import (
     TagRow,
     VariableEdgeRow,
 )
-from .rows import artifact_row_id, cell_ids_by_seq, chunks
+from .rows import (
+    artifact_row_id,
+    artifact_row_ids,
+    cell_ids_by_seq,
+    chunks,
+    insert_ignore_rows,
+    table_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -398,15 +404,17 @@ class Store:
             return s.get(RunRow, run_id) is not None
 
     def _record_cells(self, s: Session, run_id: str, records: Sequence[CellRecord]) -> list[int]:
-        """Insert a batch of cell records with a handful of multi-row statements."""
+        """Insert a batch of cell records with a handful of multi-row statements: one per table
+        written, whatever the batch size (Core inserts: the ORM's unit of work would cost more
+        CPU than the database for rows nothing reads back)."""
         # a redacted record carries its original source's hash: cells are keyed by the code that ran
         hashes = [r.source_hash or source_hash(r.source) for r in records]
         sources = dict(zip(hashes, (r.source for r in records), strict=True))
-        have = set(s.scalars(select(CellSourceRow.hash).where(CellSourceRow.hash.in_(list(sources)))))
-        insert_ignore_many(s, CellSourceRow, [  # one statement (PostgreSQL: one round trip)
-            {"hash": h, "source": src} for h, src in sources.items() if h not in have])
-        s.execute(
-            insert(CellExecutionRow),
+        insert_ignore_rows(s, CellSourceRow, [  # a source stored before is left as it is
+            {"hash": h, "source": src} for h, src in sources.items()])
+        cells = table_of(CellExecutionRow)
+        ids: dict[int, int] = {seq: cid for seq, cid in s.execute(
+            insert(cells).returning(cells.c.seq, cells.c.id),  # one INSERT ... RETURNING
             [
                 {
                     "run_id": run_id,
@@ -424,36 +432,47 @@ class Store:
                 }
                 for r, h in zip(records, hashes, strict=True)
             ],
-        )
-        seqs = {r.seq for r in records} | {q for r in records for q in r.var_sources.values()}
-        ids = cell_ids_by_seq(s, run_id, seqs)
+        )}
+        edges = table_of(VariableEdgeRow)
         var_rows = [
             {
                 "run_id": run_id,
-                "src_cell_execution_id": ids[seq],
-                "dst_cell_execution_id": ids[r.seq],
+                "src_seq": seq,
+                "dst": ids[r.seq],
                 "variable": var,
                 "kind": "code" if var in r.code_vars else "data",
             }
             for r in records
             for var, seq in sorted(r.var_sources.items())
-            if seq in ids
         ]
-        if var_rows:
-            s.execute(insert(VariableEdgeRow), var_rows)
+        if var_rows:  # the source cell is looked up by the insert (it may be in an earlier batch)
+            s.execute(
+                insert(edges).from_select(
+                    ["run_id", "src_cell_execution_id", "dst_cell_execution_id", "variable", "kind"],
+                    select(
+                        cells.c.run_id,
+                        cells.c.id,
+                        bindparam("dst", type_=edges.c.dst_cell_execution_id.type),
+                        bindparam("variable", type_=edges.c.variable.type),
+                        bindparam("kind", type_=edges.c.kind.type),
+                    ).where(cells.c.run_id == bindparam("run_id"), cells.c.seq == bindparam("src_seq")),
+                ),
+                var_rows,
+            )
+        ios = [(r, io) for r in records for io in r.io]
+        artifact_ids = artifact_row_ids(s, [io for _, io in ios])
         io_rows = [
             {
                 "run_id": run_id,
                 "cell_execution_id": ids[r.seq],
-                "artifact_id": artifact_row_id(s, io),
+                "artifact_id": aid,
                 "direction": io.direction,
                 "via": io.via,
             }
-            for r in records
-            for io in r.io
+            for (r, io), aid in zip(ios, artifact_ids, strict=True)
         ]
         if io_rows:
-            s.execute(insert(ArtifactEdgeRow), io_rows)
+            s.execute(insert(table_of(ArtifactEdgeRow)), io_rows)
         est_rows = [
             {
                 "run_id": run_id,
@@ -467,14 +486,28 @@ class Store:
             for e in r.estimators
         ]
         if est_rows:
-            s.execute(insert(EstimatorRow), est_rows)
+            s.execute(insert(table_of(EstimatorRow)), est_rows)
+        now = time.time()
+        metric_rows = [
+            {
+                "run_id": run_id,
+                "key": m.key,
+                "value": float(m.value),
+                "step": m.step,
+                "timestamp": m.timestamp or now,
+                "cell_execution_id": ids[r.seq],
+            }
+            for r in records
+            for m in r.metrics
+            # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell
+            if _finite(m.value)
+        ]
+        if metric_rows:
+            s.execute(insert(table_of(MetricRow)), metric_rows)
         for r in records:
-            if r.metrics or r.params or r.tags:
-                # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell
-                metrics = [m for m in r.metrics if _finite(m.value)]
+            if r.params or r.tags:
                 self._log_batch(
-                    s, run_id, params=r.params, metrics=metrics, tags=r.tags,
-                    cell_execution_id=ids[r.seq],
+                    s, run_id, params=r.params, tags=r.tags, cell_execution_id=ids[r.seq]
                 )
         return [ids[r.seq] for r in records]
 
