@@ -58,7 +58,9 @@ def _fill(store: Store) -> None:
             environment=None if i % 4 == 0 else {"python": "3.11", "packages": {"x": str(i)}},
             params={"lr": i / 7, "naïve": "ü" * (i % 3), "opt": ["sgd", "adam"][i % 2]}
             if i % 6 else None,
-            tags={"team": "a_b" if i % 2 else "%", "k": str(i)} if i % 4 else None,
+            # secret-looking values: if the store ever redacted on read, both paths must
+            tags={"team": "a_b" if i % 2 else "%", "k": str(i),
+                  "token": "ghp_" + "A1b2C3d4" * 4 + "e5F6"} if i % 4 else None,
             start_time=1_700_000_000.0 + (i * 37) % 23,  # ties: the id breaks them
         )
         parent = parent or rid
