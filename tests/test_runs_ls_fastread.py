@@ -182,7 +182,7 @@ def test_postgres_url_becomes_the_same_connection_arguments() -> None:
         u = make_url(url)
         want = {"application_name": "nbmlops",
                 **u.translate_connect_args(username="user", database="dbname"), **u.query,
-                "connect_timeout": 10}
+                "connect_timeout": fastread.FAST_CONNECT_TIMEOUT}
         assert kwargs == want
     assert fastread._postgres_kwargs("postgresql+psycopg://a,b/nb") is None
 

@@ -56,6 +56,10 @@ SORT_COLUMNS = {
 _CHUNK = 500  # ids per IN (...) list, like the store's chunks()
 
 
+#: seconds the fast path waits for a PostgreSQL connection before leaving it to the full store
+FAST_CONNECT_TIMEOUT = 2
+
+
 def enabled() -> bool:
     """False when ``NBMLOPS_NO_FASTREAD`` is set to anything but ``0`` or empty."""
     return os.environ.get("NBMLOPS_NO_FASTREAD", "").strip() in ("", "0")
@@ -201,7 +205,9 @@ def _postgres_kwargs(url: str) -> dict[str, Any] | None:
         timeout = float(os.environ.get("NBMLOPS_PG_CONNECT_TIMEOUT", "") or 10)
     except ValueError:
         timeout = 10
-    kwargs["connect_timeout"] = max(1, int(timeout))
+    # at most 2 s here: a server that does not answer is then waited for by the full store
+    # (which reports it), not twice as long
+    kwargs["connect_timeout"] = max(1, min(FAST_CONNECT_TIMEOUT, int(timeout)))
     if "application_name" not in url:
         kwargs["application_name"] = "nbmlops"
     return kwargs
