@@ -394,7 +394,7 @@ WRITE_CELL = "with open('out.txt', 'w') as fh:\n    fh.write(str(data))"
 
 def test_lineage_of_a_file_written_by_a_cell(mlops: Mlops, shell: InteractiveShell, tmp_path: Path) -> None:
     start(mlops, "lin")
-    with pytest.raises(UsageError, match="has not written a file yet"):
+    with pytest.raises(UsageError, match=r"^%mlops lineage: run \w{8} has not written a file yet"):
         mlops("lineage")
     run_cells(shell, "data = [1, 2, 3]", WRITE_CELL)
     view = mlops("lineage out.txt")
@@ -452,7 +452,7 @@ def test_magics_work_without_a_capture_session(mlops: Mlops, shell: InteractiveS
             mlops("start")
         with pytest.raises(UsageError, match="no run is being recorded"):
             mlops("history")
-        with pytest.raises(UsageError, match="name a TARGET"):
+        with pytest.raises(UsageError, match=r"^%mlops lineage: name a TARGET"):
             mlops("lineage")
     finally:
         shell.run_line_magic("load_ext", "nbmlops")

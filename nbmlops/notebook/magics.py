@@ -213,11 +213,12 @@ def _cmd_lineage(m: MlopsMagics, args: argparse.Namespace) -> Any:
     target = args.target
     if target is None:
         if run_id is None:
-            raise UsageError(f"name a TARGET ({LINEAGE_TARGET_HELP}); no run is being recorded")
+            raise UsageError(f"%mlops lineage: name a TARGET ({LINEAGE_TARGET_HELP}); no run is being recorded")
         target = _last_written(store, run_id)
         if target is None:
             raise UsageError(
-                f"run {run_id[:8]} has not written a file yet; name a TARGET ({LINEAGE_TARGET_HELP})"
+                f"%mlops lineage: run {run_id[:8]} has not written a file yet; name a TARGET "
+                f"({LINEAGE_TARGET_HELP})"
             )
     direction = "downstream" if args.downstream else "upstream"
     graph = store.lineage(target, run_id=run_id, direction=direction)
