@@ -9,7 +9,9 @@ same run (the baseline), as seconds (or records/s) and as a ratio.
 * 8 writer processes, each writing its own run's cell records through ``Store.record_cells``
   in batches (``--batch``, default 10 records: what the capture writer sends during Run All),
   records as capture makes them (source, variables and their sources, a file read/written,
-  an estimator, metrics); target >= 2,000 records/s in total on PostgreSQL.
+  an estimator, metrics); target >= 2,000 records/s in total on PostgreSQL. Records/s depends
+  on what else runs on the machine; the CPU time per record of the writers and (with a local
+  server) of their PostgreSQL backends does not, and is printed next to it.
 
 The PostgreSQL server is ``--url`` (an empty database: its tables are created) or, by default,
 a throwaway server started from the Debian ``postgresql`` binaries (``tests/_postgres.py``).
@@ -177,13 +179,42 @@ def cell_batch(run_seq: int, first: int, n: int, rng: random.Random) -> list[Cel
     return out
 
 
+def _process_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _backend_cpu(store: Store) -> Callable[[], float | None]:
+    """CPU seconds of this writer's PostgreSQL backend process so far, when the server runs on
+    this machine and /proc shows it (None otherwise: a remote server, or SQLite)."""
+    if not store.url.startswith("postgresql"):
+        return lambda: None
+    from sqlalchemy import text
+
+    with store._sessions.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    def cpu() -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    return cpu
+
+
 def _writer(url: str, art: str, index: int, seconds: float, batch: int, go: float,
             results: mp.Queue) -> None:  # type: ignore[type-arg]
     rng = random.Random(index)
     with Store(StoreLocation(url=url, artifact_root=Path(art))) as store:
         rid = store.create_run(name=f"writer-{index}", experiment="bench", source="interactive")
+        server_cpu = _backend_cpu(store)  # the pool's one connection: this writer's backend
         while time.time() < go:
             time.sleep(0.005)
+        cpu0, server0 = _process_cpu(), server_cpu()
         started = time.perf_counter()
         seq, latencies = 1, []
         while time.perf_counter() - started < seconds:
@@ -193,12 +224,18 @@ def _writer(url: str, art: str, index: int, seconds: float, batch: int, go: floa
             latencies.append(time.perf_counter() - t)
             seq += batch
         elapsed = time.perf_counter() - started
+        cpu, server1 = _process_cpu() - cpu0, server_cpu()
+        server = None if server0 is None or server1 is None else server1 - server0
         store.end_run(rid, "finished")
-    results.put((seq - 1, elapsed, latencies))
+    results.put((seq - 1, elapsed, latencies, cpu, server))
 
 
-def writers(url: str, art: Path, n: int, seconds: float, batch: int) -> tuple[float, float, float]:
-    """Total records/s of ``n`` concurrent writer processes, p50 and p95 batch latency (s)."""
+def writers(url: str, art: Path, n: int, seconds: float,
+            batch: int) -> tuple[float, float, float, float, float | None]:
+    """Total records/s of ``n`` concurrent writer processes, p50 and p95 batch latency (s), and
+    CPU seconds per record of the writers (building the records included) and of their
+    PostgreSQL backends (None when not measurable): unlike records/s, these do not depend on
+    what else the machine runs."""
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     go = time.time() + 3.0  # every process has started and opened its store by then
@@ -212,7 +249,10 @@ def writers(url: str, art: Path, n: int, seconds: float, batch: int) -> tuple[fl
     records = sum(g[0] for g in got)
     wall = max(g[1] for g in got)
     lat = sorted(x for g in got for x in g[2])
-    return records / wall, lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
+    servers = [g[4] for g in got]
+    server = None if None in servers else sum(s for s in servers if s is not None) / records
+    return (records / wall, lat[len(lat) // 2], lat[int(len(lat) * 0.95)],
+            sum(g[3] for g in got) / records, server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,8 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         lambda s=store: s.list_runs(search="train-42", limit=50), 20)
                 print(f"{name}: {args.writers} writers x {seconds:g} s, batches of {args.batch}...",
                       flush=True)
-                rate, p50, p95 = writers(url, art, args.writers, seconds, args.batch)
+                rate, p50, p95, cpu_rec, server_rec = writers(url, art, args.writers, seconds,
+                                                              args.batch)
                 f["records/s"], f["p50"], f["p95"] = rate, p50, p95
+                f["writer cpu"] = cpu_rec
+                if server_rec is not None:
+                    f["server cpu"] = server_rec
 
             sq, pg = figures["SQLite"], figures["PostgreSQL"]
             label = {
@@ -294,14 +338,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for key, text in label.items():
                 rows.append((text, sq[key], pg[key], "s"))
+            rows.append(("writer CPU per cell record (client process)", sq["writer cpu"] * 1000,
+                         pg["writer cpu"] * 1000, "ms"))
+            if "server cpu" in pg:
+                rows.append(("  PostgreSQL backend CPU per cell record (SQLite: none)", 0.0,
+                             pg["server cpu"] * 1000, "ms"))
             rows.append((f"cell records/s, {args.writers} writer processes", sq["records/s"],
                          pg["records/s"], "rec/s"))
             width = max(len(r[0]) for r in rows)
             print(f"\n{'measure'.ljust(width)}  {'SQLite':>10}  {'PostgreSQL':>10}  {'PG/SQLite':>9}")
             print(f"{'-' * width}  {'-' * 10}  {'-' * 10}  {'-' * 9}")
             for text, a, b, unit in rows:
-                fmt = (lambda v: f"{v:10.4f}") if unit == "s" else (lambda v: f"{v:10,.0f}")
-                print(f"{text.ljust(width)}  {fmt(a)}  {fmt(b)}  {b / a:9.2f}")
+                fmt = {"s": lambda v: f"{v:10.4f}", "ms": lambda v: f"{v:10.3f}"}.get(
+                    unit, lambda v: f"{v:10,.0f}")
+                ratio = f"{b / a:9.2f}" if a else f"{'':9}"
+                print(f"{text.ljust(width)}  {fmt(a)}  {fmt(b)}  {ratio}")
             if os.getloadavg()[0] > (os.cpu_count() or 1):
                 print(f"\nnote: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: "
                       "wall times include waiting for a CPU; the PG/SQLite ratios and the CPU "

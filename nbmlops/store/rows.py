@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from .engine import insert_ignore_many
@@ -115,3 +115,15 @@ def insert_ignore_rows(s: Session, model: type[Any], rows: list[dict[str, Any]])
     first = next(iter(rows[0]))  # in key order: overlapping writers lock rows in the same order
     s.execute(insert(table_of(model)).on_conflict_do_nothing(),
               sorted(rows, key=lambda r: r[first]))
+
+
+def insert_rows(s: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` in order. On PostgreSQL as multi-row INSERTs (SQLAlchemy's
+    "insertmanyvalues", which needs a RETURNING): psycopg's executemany sends one statement per
+    row through its pipeline (measured: 10-15% more server CPU per cell record)."""
+    if not rows:
+        return
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(insert(table).returning(table.c.id), rows).close()
+    else:
+        s.execute(insert(table), rows)

@@ -73,6 +73,7 @@ from .rows import (
     cell_ids_by_seq,
     chunks,
     insert_ignore_rows,
+    insert_rows,
     table_of,
 )
 
@@ -471,8 +472,7 @@ class Store:
             }
             for (r, io), aid in zip(ios, artifact_ids, strict=True)
         ]
-        if io_rows:
-            s.execute(insert(table_of(ArtifactEdgeRow)), io_rows)
+        insert_rows(s, table_of(ArtifactEdgeRow), io_rows)
         est_rows = [
             {
                 "run_id": run_id,
@@ -485,8 +485,7 @@ class Store:
             for r in records
             for e in r.estimators
         ]
-        if est_rows:
-            s.execute(insert(table_of(EstimatorRow)), est_rows)
+        insert_rows(s, table_of(EstimatorRow), est_rows)
         now = time.time()
         metric_rows = [
             {
@@ -502,8 +501,7 @@ class Store:
             # a NaN score (sklearn returns them for degenerate inputs) must not cost the cell
             if _finite(m.value)
         ]
-        if metric_rows:
-            s.execute(insert(table_of(MetricRow)), metric_rows)
+        insert_rows(s, table_of(MetricRow), metric_rows)
         for r in records:
             if r.params or r.tags:
                 self._log_batch(
