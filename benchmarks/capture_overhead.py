@@ -262,11 +262,12 @@ def _read_stderr(path: Path) -> list[str]:
     return [ln for ln in lines if ln.strip() and _TCP_WARNING not in ln]
 
 
-def run_once(
+def prepare(
     nb: nbformat.NotebookNode, mode: str, rep: int, workdir: Path, timeout: int,
     writer: str = "headless",
-) -> RunResult:
-    """Execute a copy of ``nb`` in ``workdir``; with capture into a fresh store of its own."""
+) -> tuple[NotebookClient, dict[str, str], contextlib.ExitStack, str | None, Path | None]:
+    """The client of one execution of ``nb`` (a copy), its kernel environment, the context
+    the headless writer runs in, and with capture the run id and its fresh store."""
     nb = copy.deepcopy(nb)
     env = clean_env(workdir)
     run_id: str | None = None
@@ -299,6 +300,16 @@ def run_once(
             nb, extra_arguments=list(HeadlessCapture.EXTRA_ARGUMENTS), **common)
     else:
         client = NotebookClient(nb, **common)
+    return client, env, headless, run_id, db
+
+
+def run_once(
+    nb: nbformat.NotebookNode, mode: str, rep: int, workdir: Path, timeout: int,
+    writer: str = "headless",
+) -> RunResult:
+    """Execute a copy of ``nb`` in ``workdir``; with capture into a fresh store of its own."""
+    client, env, headless, run_id, db = prepare(nb, mode, rep, workdir, timeout, writer)
+    nb = client.nb
     stderr_path = workdir / f"kernel-{mode}-{rep}.stderr"
     with headless, stderr_path.open("w") as stderr:
         started = time.perf_counter()
@@ -334,6 +345,68 @@ def run_once(
         result.recorded_cells = len(executions)
         result.cells_with_id = sum(1 for e in executions if e.cell_id in expected_ids)
     return result
+
+
+def interleaved(nb: nbformat.NotebookNode, writer: str, rep: int, workdir: Path,
+                timeout: int) -> dict[str, Any]:
+    """One plain and one capturing kernel side by side, the notebook's cells run alternately
+    (plain first on even cells, capture first on odd ones), each cell timed by the client from
+    request to reply and idle; the set-up cell is not counted. Both kernels live through the same moments of the machine, so
+    the ratio of their sums is paired cell by cell: a machine whose speed drifts by 10 % from
+    one run to the next (this VM) moves both alike. Kernel start and shutdown are not counted."""
+    plain_client, plain_env, _, _, _ = prepare(nb, "plain", rep, workdir, timeout)
+    cap_client, cap_env, headless, _run_id, _db = prepare(nb, "capture", rep, workdir, timeout, writer)
+    ms: dict[str, list[float]] = {"plain": [], "capture": []}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(headless)
+        for client, env in ((plain_client, plain_env), (cap_client, cap_env)):
+            client.reset_execution_trackers()
+            stack.enter_context(client.setup_kernel(env=env))
+        pairs = (("plain", plain_client), ("capture", cap_client))
+        for index in range(len(nb.cells)):
+            for mode, client in pairs if index % 2 == 0 else pairs[::-1]:
+                started = time.perf_counter()
+                client.execute_cell(client.nb.cells[index], index)
+                ms[mode].append((time.perf_counter() - started) * 1000)
+    kinds = [c.metadata[KIND_KEY] for c in nb.cells]
+    # the set-up cell (imports) is left out: the kernel that runs it second finds the files in
+    # the page cache
+    kept = [(p, c, k) for p, c, k in zip(ms["plain"], ms["capture"], kinds, strict=True)
+            if k != "setup"]
+    trivial = [(p, c) for p, c, k in kept if k == "trivial"]
+    plain_s, capture_s = sum(p for p, _, _ in kept) / 1000, sum(c for _, c, _ in kept) / 1000
+    return {"writer": writer, "rep": rep, "plain_s": plain_s, "capture_s": capture_s,
+            "ratio": capture_s / plain_s,
+            "trivial_diff_ms": statistics.median(c - p for p, c in trivial)}
+
+
+def run_interleaved(nb: nbformat.NotebookNode, writers: Sequence[str], reps: int, tmp: Path,
+                    timeout: int) -> dict[str, Any]:
+    print(f"interleaved: {len(nb.cells)} cells, {reps} repetition(s) per path, plain and capture "
+          "kernels side by side, cells alternating", flush=True)
+    results: dict[str, list[dict[str, Any]]] = {w: [] for w in writers}
+    for rep in range(1, reps + 1):
+        for writer in writers:
+            d = tmp / f"interleaved-{writer}-{rep}"
+            d.mkdir()
+            r = interleaved(nb, writer, rep, d, timeout)
+            results[writer].append(r)
+            print(f"  rep {rep}/{reps} {writer:11s} cells plain {r['plain_s']:6.2f} s, capture "
+                  f"{r['capture_s']:6.2f} s, x{r['ratio']:.3f}; trivial cell "
+                  f"{r['trivial_diff_ms']:+.3f} ms", flush=True)
+    print("\n| path | cells' wall time, capture / plain (median of reps) | range | trivial cell, "
+          "median difference | target |\n|---|---|---|---|---|")
+    summary: dict[str, Any] = {}
+    for writer, rs in results.items():
+        ratios = [r["ratio"] for r in rs]
+        diff = statistics.median(r["trivial_diff_ms"] for r in rs)
+        ratio = statistics.median(ratios)
+        target = TARGET_WALL_RATIO[writer]
+        ok = ratio <= target and diff <= TARGET_CELL_MS
+        print(f"| {writer} | x{ratio:.3f} | x{min(ratios):.3f}..x{max(ratios):.3f} | {diff:+.3f} ms "
+              f"| <= x{target}, <= +{TARGET_CELL_MS} ms: {_verdict(ok)} |")
+        summary[writer] = {"ratio": ratio, "trivial_diff_ms": diff, "reps": rs, "ok": ok}
+    return summary
 
 
 def empty_store_bytes(workdir: Path) -> int:
@@ -725,6 +798,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and print it")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the capture hooks in-process (InteractiveShell, cProfile)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="instead: a plain and a capturing kernel side by side, cells run "
+                             "alternately and timed by the client (paired cell by cell, for a "
+                             "machine whose speed drifts between runs)")
     parser.add_argument("--profile-worker", choices=("plain", "capture"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -747,6 +824,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"python {info['python']}, {info['cpu_count']} CPU(s)", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="nbmlops-bench-"))
     try:
+        if args.interleave:
+            summary = run_interleaved(build_notebook(n_cells), args.writers, reps, tmp, args.timeout)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"machine": info, "interleaved": summary}, indent=2))
+            print(f"script runtime: {time.perf_counter() - t_start:.1f} s")
+            return 0 if all(v["ok"] for v in summary.values()) else 1
         return run_benchmark(args, n_cells, reps, load_reps, tmp, info, t_start)
     finally:
         if args.keep:
