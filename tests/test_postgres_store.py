@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ def _claimer(url: str, tmp: str, sid: int, index: int, go: Any, out: Any) -> Non
                 owner=f"p{index}", expect_next_fire_at=float(due), next_fire_at=float(due + 1))
             if ids is not None:
                 won.append(due)
+            # a scheduler ticks; without a pause one process could sweep all 40 due times
+            # before the others are scheduled on a loaded 2-core machine (seen in CI)
+            time.sleep(0.01)
     out.put((index, won))
 
 
