@@ -348,7 +348,9 @@ def test_sigkill_mid_run_then_restart_abandons_the_run_and_fires_the_next_once(
 
 
 def test_sigterm_cancels_running_runs_and_releases_the_lease(project: Path, store: Store) -> None:
-    cli_json("schedule", "add", "held.ipynb", "--cron", "*/5 * * * *", "--name", "h", cwd=project)
+    # a yearly cron: made due once below, it cannot come due again while the test runs (with
+    # */5 a CI run crossed a 5-minute boundary and fired twice)
+    cli_json("schedule", "add", "held.ipynb", "--cron", "0 0 1 1 *", "--name", "h", cwd=project)
     (project / "hold").write_text("")
     make_due(store, "h", time.time() - 1)
     proc = start_scheduler(project)
