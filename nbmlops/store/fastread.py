@@ -116,14 +116,25 @@ def list_runs_fast(
 
 
 def _connect(location: StoreLocation) -> tuple[Any, str] | None:
-    """An open DB-API connection in a read transaction and its paramstyle ("qmark" for
-    sqlite3, "format" for psycopg), or None when this store is not the simple case."""
+    """An open DB-API connection in a read transaction at the schema head, and its paramstyle
+    ("qmark" for sqlite3, "format" for psycopg), or None when this store is not the simple case."""
     url = location.url
-    if url.startswith("sqlite:"):
-        return _connect_sqlite(location)
     scheme = url.partition("://")[0]
-    if scheme == "postgresql+psycopg" or scheme == "postgresql" and _has("psycopg2"):
-        return _connect_postgres(url)
+    if url.startswith("sqlite:"):
+        conn = _connect_sqlite(location)
+    elif scheme == "postgresql+psycopg" or scheme == "postgresql" and _has("psycopg2"):
+        conn = _connect_postgres(url)
+    else:
+        return None
+    if conn is None:
+        return None
+    try:
+        if _at_head(conn[0]):
+            return conn
+    except BaseException:
+        conn[0].close()
+        raise
+    conn[0].close()
     return None
 
 
@@ -156,9 +167,6 @@ def _connect_sqlite(location: StoreLocation) -> tuple[Any, str] | None:
             conn.close()
             return None
         conn.execute("BEGIN")
-        if not _at_head(conn):
-            conn.close()
-            return None
     except BaseException:
         conn.close()
         raise
@@ -225,13 +233,6 @@ def _connect_postgres(url: str) -> tuple[Any, str] | None:
         import psycopg2  # type: ignore[import-untyped]
 
         conn = psycopg2.connect(**kwargs)
-    try:
-        if not _at_head(conn):
-            conn.close()
-            return None
-    except BaseException:
-        conn.close()
-        raise
     return conn, "format"
 
 
